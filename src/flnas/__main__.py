@@ -1,0 +1,3 @@
+from flnas.cli.main import main
+
+main()

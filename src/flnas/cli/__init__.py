@@ -1,0 +1,1 @@
+"""The ``flnas`` command line: one module per command group, assembled in ``main.py``."""
