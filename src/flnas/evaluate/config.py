@@ -1,0 +1,39 @@
+"""Training hyperparameters shared by every candidate and baseline (the paper trains all under the same ones)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Evaluator settings. Every candidate of a study, and every baseline, is trained with the same values."""
+
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    patience: int = 3  # stop after this many epochs without a lower validation loss
+    batch_size: int = 64
+    optimizer: str = "adamw"  # "adamw" | "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    label_smoothing: float = 0.0
+    augment: bool = True  # random flips and 90-degree rotations on tensors (lesions have no up)
+    class_weighted_loss: bool = False  # weight the loss by inverse class frequency
+    seed: int = 0
+    max_train_seconds: float | None = None  # time budget per candidate; over it the evaluation fails
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
+    num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+    measure_hardware: bool = True  # params always; FLOPs, memory, latency, throughput, ONNX when True
+    latency_batch_size: int = 2  # as in the paper
+    throughput_batch_size: int = 32
+    latency_repeats: int = 30
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring unknown keys (older or newer studies)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
