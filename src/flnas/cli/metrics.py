@@ -1,9 +1,93 @@
-"""`flnas metrics` (placeholder until its owner fills it in)."""
+"""`flnas metrics`: fairness metrics of any model's predictions (audit a predictions.csv on its own)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from flnas.cli._common import console, fmt, print_json
+
+_CLASSES_FROM = {
+    "given": "classes from --classes",
+    "names seen": "classes: the sorted names seen in y_true/y_pred (pass --classes to fix the list)",
+    "indices": "classes: indices 0..max seen in y_true/y_pred (pass --classes to fix the list)",
+}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``flnas metrics`` to the root app."""
+
+    @app.command("metrics")
+    def metrics(
+        predictions: Path = typer.Option(
+            ...,
+            "--predictions",
+            "-p",
+            help="CSV with columns y_true, y_pred (class names or indices), sex, "
+            "age_approx (empty where unknown), optionally image.",
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+        classes: str | None = typer.Option(
+            None,
+            "--classes",
+            help="Comma-separated class list, e.g. MEL,NV,BCC,AK,BKL,DF,VASC,SCC "
+            "(default: the sorted names seen, or 0..max for indices).",
+        ),
+    ) -> None:
+        """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions."""
+        from flnas.errors import FlnasError
+        from flnas.evaluate.fairness import fairness_from_predictions, read_predictions
+
+        class_list = None
+        if classes is not None:
+            class_list = [c.strip() for c in classes.split(",") if c.strip()]
+            if not class_list or len(set(class_list)) != len(class_list):
+                raise FlnasError(
+                    f"--classes {classes!r}: give a comma-separated list of distinct class names"
+                )
+        df = read_predictions(predictions)
+        result = fairness_from_predictions(df, classes=class_list, source=str(predictions))
+        if as_json:
+            print_json(result)
+        else:
+            print_table(result, title=f"fairness metrics of {predictions}")
+
+
+def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> None:
+    """Show a :func:`flnas.evaluate.fairness.fairness_metrics` result as tables (undefined values: n/a)."""
+    from rich.table import Table
+
+    summary = Table(title=title, show_header=True)
+    for name in ("records", "accuracy", "balanced acc.", "unfairness", "EODD", "EOPP1", "EOPP2"):
+        summary.add_column(name, justify="right")
+    summary.add_row(
+        str(result.get("count", "")),
+        fmt(result["accuracy"], percent=True),
+        fmt(result["balanced_accuracy"], percent=True),
+        fmt(result["unfairness"]),
+        fmt(result["eodd"]),
+        fmt(result["eopp1"]),
+        fmt(result["eopp2"]),
+    )
+    console.print(summary)
+
+    groups = Table(title="per group", show_header=True)
+    groups.add_column("group")
+    groups.add_column("accuracy", justify="right")
+    groups.add_column("count", justify="right")
+    for name, group in result["groups"].items():
+        groups.add_row(name, fmt(group["accuracy"], percent=True), str(group["count"]))
+    console.print(groups)
+
+    pairs = Table(title="per pair (mean over classes, one-vs-rest)", show_header=True)
+    for name in ("pair", "EODD", "EOPP1", "EOPP2"):
+        pairs.add_column(name, justify="left" if name == "pair" else "right")
+    for name, pair in result["pairs"].items():
+        pairs.add_row(name, fmt(pair["eodd"]), fmt(pair["eopp1"]), fmt(pair["eopp2"]))
+    console.print(pairs)
+
+    if "classes" in result:
+        note = _CLASSES_FROM.get(result.get("classes_from", "given"), "classes")
+        console.print(f"{note}: {', '.join(result['classes'])}", highlight=False, soft_wrap=True)
