@@ -9,6 +9,8 @@ import torch
 
 torch.set_num_threads(1)
 
+from llm_server import llm_server  # noqa: E402,F401  (the fake chat-completions server fixture)
+
 ISIC_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2019_subset"
 
 

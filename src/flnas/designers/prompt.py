@@ -1,0 +1,300 @@
+"""PromptGenerator: Algorithm 2 of the paper, with its text in a replaceable template file.
+
+The prompt is PromptApp ("You are an expert in the field of neural architecture search.") + PromptTask
+(follow the Template: the ArchSpec JSON Schema and an example) + PromptConst (the task, the best-so-far
+architecture and its evaluation in the paper's optMetrics form, the target Env and its limits, the metric
+priorities, and the Choices). flnas adds switchable extras the paper does not have: the top-k and the most
+recent candidates with their metrics, the invalid or failed attempts to avoid, and the already-tried specs.
+
+The text lives in ``prompt_template.txt`` (``string.Template``: ``${name}`` placeholders, ``$$`` for a
+literal dollar). A ``[system]`` line starts the system message and a ``[user]`` line the user message; a
+file without these markers is sent as one user message. ``--prompt-template FILE`` replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from flnas.designers.base import Candidate, DesignContext
+from flnas.errors import FlnasError
+
+__all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDERS", "REQUIRED_PLACEHOLDERS", "PromptGenerator"]
+
+DEFAULT_TEMPLATE = Path(__file__).with_name("prompt_template.txt")
+
+PLACEHOLDERS: dict[str, str] = {
+    "schema": "the Template: the architecture's JSON Schema (ArchSpec.model_json_schema())",
+    "example": "an example architecture as JSON (example_spec())",
+    "dataset": "the dataset name, e.g. ISIC 2019",
+    "image_size": "the input image side in pixels",
+    "num_classes": "the number of classes",
+    "classes": "the class names, comma-separated",
+    "groups": "the demographic groups, e.g. 'sex: male, female; age: young, middle, old'",
+    "best": "the best-so-far architecture as JSON and its optMetrics line (or: there is none yet)",
+    "env": "the target device (Env), e.g. Raspberry Pi 4",
+    "limits": "the Env's budgets from Choices (max params, max latency), as a sentence",
+    "choices": "the Choices (allowed ranges and budgets) as JSON",
+    "top_k": "extra: the next-best candidates with their metrics (empty when switched off)",
+    "recent": "extra: the most recent candidates with their metrics or failure (empty when switched off)",
+    "failed": "extra: invalid or failed attempts to avoid, with reasons (empty when switched off)",
+    "tried": "extra: every already-tried spec, compact, not to repeat (empty when switched off)",
+    "iteration": "the 1-based iteration being designed",
+}
+REQUIRED_PLACEHOLDERS = ("schema", "best", "choices")
+
+_SECTION = re.compile(r"^\[(system|user)\][ \t]*$", re.MULTILINE)
+_MAX_LISTED = 30  # cap on failed/tried entries so the prompt stays bounded on long searches
+
+
+def _compact(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, separators=(",", ":"), sort_keys=False)
+
+
+def _pretty(spec: dict[str, Any]) -> str:
+    """One layer per line: readable for a person, short for an LLM."""
+    if not isinstance(spec.get("layers"), list):
+        return json.dumps(spec, indent=2)
+    layers = ",\n".join(f"    {json.dumps(layer)}" for layer in spec["layers"])
+    rest = "".join(f',\n  "{k}": {json.dumps(v)}' for k, v in spec.items() if k != "layers")
+    return f'{{\n  "layers": [\n{layers}\n  ]{rest}\n}}'
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    """Choices / ArchSpec as plain JSON data (pydantic models or dicts)."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    return dict(obj)
+
+
+def opt_metrics(candidate: Candidate) -> str:
+    """The paper's optMetrics line for a candidate (its evaluation), or its status and reason."""
+    if candidate.status == "ok" and candidate.metrics:
+        from flnas.evaluate.optmetrics import format_opt_metrics
+
+        return format_opt_metrics(candidate.metrics)
+    reason = f": {candidate.reason}" if candidate.reason else ""
+    return f"{candidate.status}{reason}"
+
+
+def _rank(candidates: list[Candidate]) -> list[Candidate]:
+    """Best first, by the study's selection rule."""
+    from flnas.study.selection import rank
+
+    return rank(candidates)
+
+
+def _limits(choices: dict[str, Any]) -> str:
+    """The Env's budgets (any ``max_*`` field about params, latency, memory or FLOPs) as one sentence."""
+    found: dict[str, Any] = {}
+    for key, value in choices.items():
+        if isinstance(value, dict) and "budget" in key:
+            found.update({k: v for k, v in value.items() if v is not None})
+        elif key.startswith("max_") and value is not None:
+            found[key] = value
+    parts = []
+    for key, value in found.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if "param" in key:
+            parts.append(f"at most {int(value):,} parameters")
+        elif "latency" in key:
+            unit = "milliseconds" if key.endswith("_ms") else "seconds"
+            parts.append(f"a latency of at most {value:g} {unit} at batch size 2")
+        elif "memory" in key or key.endswith("_mb"):
+            parts.append(f"at most {value:g} MB of peak memory")
+        elif "flops" in key:
+            parts.append(f"at most {int(value):,} FLOPs")
+    if not parts:
+        return "No explicit budget is set; keep the model small and fast for this device."
+    return "Its limits are: " + "; ".join(parts) + "."
+
+
+class PromptGenerator:
+    """Builds the prompt that asks an LLM for the next architecture (Algorithm 2).
+
+    ``top_k``/``recent`` = 0 and ``show_failed``/``show_tried`` = False switch the extras off; with all
+    four off the prompt is the paper's.
+    """
+
+    def __init__(
+        self,
+        template_path: str | Path | None = None,
+        *,
+        top_k: int = 3,
+        recent: int = 3,
+        show_failed: bool = True,
+        show_tried: bool = True,
+    ) -> None:
+        self.template_path = Path(template_path) if template_path else DEFAULT_TEMPLATE
+        self.top_k = top_k
+        self.recent = recent
+        self.show_failed = show_failed
+        self.show_tried = show_tried
+        self._system, self._user = self._load(self.template_path)
+
+    def __repr__(self) -> str:
+        return (
+            f"PromptGenerator(template_path={str(self.template_path)!r}, top_k={self.top_k}, "
+            f"recent={self.recent}, show_failed={self.show_failed}, show_tried={self.show_tried})"
+        )
+
+    @staticmethod
+    def _load(path: Path) -> tuple[string.Template | None, string.Template]:
+        """Read and check the template file: every placeholder known, the required ones present."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FlnasError(f"prompt template {path}: cannot be read ({exc.__class__.__name__})") from exc
+        whole = string.Template(text)
+        if not whole.is_valid():
+            raise FlnasError(
+                f"prompt template {path}: has a '$' that is not a ${{placeholder}}; "
+                "write $$ for a literal dollar"
+            )
+        names = whole.get_identifiers()
+        unknown = [n for n in names if n not in PLACEHOLDERS]
+        if unknown:
+            raise FlnasError(
+                f"prompt template {path}: unknown placeholder ${{{unknown[0]}}}; "
+                f"known placeholders are {', '.join(PLACEHOLDERS)}"
+            )
+        missing = [n for n in REQUIRED_PLACEHOLDERS if n not in names]
+        if missing:
+            raise FlnasError(
+                f"prompt template {path}: placeholder ${{{missing[0]}}} is missing; "
+                f"it must contain {', '.join('${' + n + '}' for n in REQUIRED_PLACEHOLDERS)}"
+            )
+        sections = dict.fromkeys(("system", "user"), "")
+        marks = list(_SECTION.finditer(text))
+        if not marks:
+            sections["user"] = text
+        for i, mark in enumerate(marks):
+            end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+            sections[mark.group(1)] += text[mark.end() : end]
+        system = string.Template(sections["system"].strip()) if sections["system"].strip() else None
+        return system, string.Template(sections["user"].strip())
+
+    # -- the parts -------------------------------------------------------------------------------------
+
+    def values(self, context: DesignContext) -> dict[str, str]:
+        """Every placeholder's text for this context (what the template is filled with)."""
+        from flnas.space import ArchSpec, example_spec
+
+        task = context.task
+        choices = _as_dict(context.choices)
+        groups = "; ".join(f"{attr}: {', '.join(names)}" for attr, names in task.groups.items())
+        return {
+            "schema": json.dumps(ArchSpec.model_json_schema()),
+            "example": json.dumps(_as_dict(example_spec())),
+            "dataset": task.dataset,
+            "image_size": str(task.image_size),
+            "num_classes": str(len(task.classes)),
+            "classes": ", ".join(task.classes),
+            "groups": groups or "not given",
+            "best": self._best(context),
+            "env": task.env,
+            "limits": _limits(choices),
+            "choices": json.dumps(choices),
+            "top_k": self._top_k(context),
+            "recent": self._recent(context),
+            "failed": self._failed(context),
+            "tried": self._tried(context),
+            "iteration": str(context.iteration),
+        }
+
+    @staticmethod
+    def _best(context: DesignContext) -> str:
+        best = context.best
+        if best is None or best.spec is None:
+            state = "evaluated successfully" if context.history else "evaluated"
+            return (
+                f"No architecture has been {state} yet (this is iteration {context.iteration}), "
+                "so there is no current best-performing DNN architecture: "
+                "start from the example above and improve it for this task."
+            )
+        return (
+            "The current best-performing DNN architecture is:\n```json\n"
+            + _pretty(best.spec)
+            + f"\n```\nand its evaluation is: {opt_metrics(best)}"
+        )
+
+    def _top_k(self, context: DesignContext) -> str:
+        if self.top_k <= 0:
+            return ""
+        ok = [c for c in context.history if c.status == "ok" and c.metrics and c.spec is not None]
+        best_number = context.best.number if context.best else None
+        ranked = [c for c in _rank(ok) if c.number != best_number][: self.top_k]
+        if not ranked:
+            return ""
+        lines = ["The next best architectures so far (best first) and their evaluations:"]
+        lines += [f"{i}. {_compact(c.spec)}\n   {opt_metrics(c)}" for i, c in enumerate(ranked, 1)]
+        return "\n".join(lines)
+
+    def _recent(self, context: DesignContext) -> str:
+        if self.recent <= 0 or not context.history:
+            return ""
+        recent = context.history[-self.recent :]
+        lines = [f"The {len(recent)} most recent candidates (oldest first):"]
+        best_number = context.best.number if context.best else None
+        for c in recent:
+            spec = _compact(c.spec) if c.spec is not None else "(no valid architecture)"
+            if c.number == best_number:
+                lines.append(f"- iteration {c.iteration} ({c.designer}): the current best architecture above")
+                continue
+            lines.append(f"- iteration {c.iteration} ({c.designer}): {spec}\n  {opt_metrics(c)}")
+        return "\n".join(lines)
+
+    def _failed(self, context: DesignContext) -> str:
+        if not self.show_failed:
+            return ""
+        bad = [c for c in context.history if c.status in ("failed", "invalid")][-_MAX_LISTED:]
+        if not bad:
+            return ""
+        lines = ["Avoid these attempts, which were invalid or failed in training:"]
+        for c in bad:
+            spec = _compact(c.spec) if c.spec is not None else "(no valid architecture)"
+            lines.append(
+                f"- iteration {c.iteration}: {spec}\n  {c.status}: {c.reason or 'no reason recorded'}"
+            )
+        return "\n".join(lines)
+
+    def _tried(self, context: DesignContext) -> str:
+        if not self.show_tried:
+            return ""
+        seen: dict[str, None] = {}
+        for c in context.history:
+            if c.spec is not None:
+                seen.setdefault(_compact(c.spec))
+        tried = list(seen)
+        if not tried:
+            return ""
+        skipped = len(tried) - _MAX_LISTED
+        lines = ["These architectures were already tried; do not repeat any of them:"]
+        if skipped > 0:
+            lines.append(f"({skipped} earlier ones not shown)")
+        lines += [f"- {s}" for s in tried[-_MAX_LISTED:]]
+        return "\n".join(lines)
+
+    # -- the prompt ------------------------------------------------------------------------------------
+
+    def messages(self, context: DesignContext) -> list[dict[str, str]]:
+        """The prompt as chat messages: a system message (PromptApp) and a user message (the rest)."""
+        values = self.values(context)
+        out = []
+        if self._system is not None:
+            out.append({"role": "system", "content": _tidy(self._system.substitute(values))})
+        out.append({"role": "user", "content": _tidy(self._user.substitute(values))})
+        return out
+
+    def build(self, context: DesignContext) -> str:
+        """The whole prompt as one text: PromptApp + PromptTask + PromptConst (+ extras)."""
+        return "\n\n".join(m["content"] for m in self.messages(context))
+
+
+def _tidy(text: str) -> str:
+    """Drop the blank lines that switched-off extras leave behind."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

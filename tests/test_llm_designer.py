@@ -1,0 +1,291 @@
+"""LLMDesigner end to end against a real HTTP server on 127.0.0.1 that speaks chat completions."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from flnas.designers.base import Candidate
+from flnas.designers.llm import LLMDesigner, is_configured
+from flnas.errors import LLMError
+from flnas.evaluate.optmetrics import format_opt_metrics
+from flnas.space import load_choices, spec_key, validate_spec
+from llm_server import fake_metrics, llm_server, make_context  # noqa: F401 - llm_server is a fixture
+
+KEY = "sk-flnas-test-0123456789abcdef"
+SPEC = {
+    "layers": [
+        {"type": "conv", "channels": 16, "kernel": 3, "stride": 2},
+        {"type": "sepconv", "channels": 32, "kernel": 5, "norm": "group", "activation": "silu"},
+    ],
+    "head": {"pool": "avg", "hidden": [32], "dropout": 0.1},
+}
+OTHER = {"layers": [{"type": "conv", "channels": 8}, {"type": "conv", "channels": 16, "stride": 2}]}
+
+
+def canonical(spec: dict) -> str:
+    return spec_key(spec)
+
+
+def make_designer(server, sleeps: list | None = None, **options) -> LLMDesigner:
+    """Fast settings: tiny backoff, a short Retry-After cap, and a recorded sleep."""
+    recorder = sleeps if sleeps is not None else []
+    settings = dict(
+        base_url=server.base_url,
+        model="test-model",
+        timeout=5.0,
+        backoff_base=0.01,
+        backoff_max=0.02,
+        retry_after_cap=0.05,
+        seed=0,
+        sleep=recorder.append,
+    )
+    return LLMDesigner(**{**settings, **options})
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        json.dumps(SPEC),
+        f"Here is a fairer design:\n```json\n{json.dumps(SPEC, indent=2)}\n```\nIt keeps params low.",
+        f"I propose {json.dumps(SPEC)} because sepconv {{depthwise}} layers are cheap.",
+    ],
+    ids=["bare", "fenced", "prose"],
+)
+def test_valid_reply_in_any_shape(llm_server, reply):  # noqa: F811
+    llm_server.reply(reply, prompt_tokens=100, completion_tokens=40)
+    designer = make_designer(llm_server)
+    [proposal] = designer.propose(make_context(), 1)
+    assert proposal.error is None
+    assert canonical(proposal.spec) == canonical(SPEC)
+    [attempt] = proposal.record["attempts"]
+    assert attempt["raw"] == reply and attempt["errors"] == [] and attempt["http_retries"] == []
+    assert attempt["usage"] == {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+    assert proposal.record["usage"] == {
+        "prompt_tokens": 100,
+        "completion_tokens": 40,
+        "total_tokens": 140,
+        "calls": 1,
+    }
+    assert designer.usage() == {
+        "prompt_tokens": 100,
+        "completion_tokens": 40,
+        "total_tokens": 140,
+        "calls": 1,
+    }
+    [request] = llm_server.requests
+    body = request["body"]
+    assert body["model"] == "test-model" and body["temperature"] == 0.7
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert body["messages"] == proposal.record["prompt"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["title"] == "ArchSpec"
+    assert request["headers"]["authorization"] == "Bearer not-needed"  # local server, no key set
+
+
+def test_malformed_json_then_valid_sends_the_parse_error_back(llm_server):  # noqa: F811
+    bad = '{"layers": [{"type": "conv", "channels": 16},], "head": {}}'
+    llm_server.reply(bad)
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    assert canonical(proposal.spec) == canonical(SPEC)
+    first, second = proposal.record["attempts"]
+    assert first["spec"] is None and "trailing comma" in first["errors"][0]
+    retry_messages = llm_server.bodies[1]["messages"]
+    assert retry_messages[:2] == llm_server.bodies[0]["messages"]
+    assert retry_messages[2] == {"role": "assistant", "content": bad}
+    assert retry_messages[3]["role"] == "user" and "trailing comma" in retry_messages[3]["content"]
+    assert retry_messages[3]["content"] == first["feedback"]
+    assert second["errors"] == []
+
+
+def test_out_of_range_values_send_the_exact_validation_errors(llm_server):  # noqa: F811
+    bad = {"layers": [{"type": "conv", "channels": 1000, "kernel": 9}, {"type": "conv", "channels": 16}]}
+    expected = validate_spec(bad, load_choices(None), image_size=32, num_classes=3).messages()
+    assert len(expected) >= 2  # channels and kernel outside Choices
+    llm_server.reply(json.dumps(bad))
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    assert proposal.spec is not None
+    feedback = llm_server.bodies[1]["messages"][-1]["content"]
+    for line in expected:
+        assert f"- {line}" in feedback
+    assert proposal.record["attempts"][0]["errors"] == expected
+
+
+def test_duplicate_of_an_evaluated_spec_is_rejected_with_its_metrics(llm_server):  # noqa: F811
+    done = Candidate(0, 1, "llm", SPEC, "ok", fake_metrics())
+    llm_server.reply(json.dumps(SPEC))
+    llm_server.reply(json.dumps(OTHER))
+    [proposal] = make_designer(llm_server).propose(make_context([done], done), 1)
+    assert canonical(proposal.spec) == canonical(OTHER)
+    feedback = llm_server.bodies[1]["messages"][-1]["content"]
+    assert "already tried (iteration 1), with these metrics: " + format_opt_metrics(done.metrics) in feedback
+
+
+def test_invalid_replies_past_max_retries_give_a_failed_proposal(llm_server):  # noqa: F811
+    for _ in range(2):
+        llm_server.reply("I cannot help with that.")
+    [proposal] = make_designer(llm_server, max_retries=1).propose(make_context(), 1)
+    assert proposal.spec is None
+    assert proposal.error.startswith("the LLM gave no valid architecture in 2 replies")
+    assert "no JSON object" in proposal.error
+    assert len(proposal.record["attempts"]) == 2 and len(llm_server.requests) == 2
+
+
+def test_429_with_retry_after_is_honoured_up_to_the_cap(llm_server):  # noqa: F811
+    llm_server.status(429, retry_after=30)
+    llm_server.reply(json.dumps(SPEC))
+    sleeps: list[float] = []
+    [proposal] = make_designer(llm_server, sleeps).propose(make_context(), 1)
+    assert proposal.spec is not None
+    assert sleeps == [0.05]  # Retry-After 30 s, capped at retry_after_cap
+    [retry] = proposal.record["attempts"][0]["http_retries"]
+    assert retry["error"].startswith("HTTP 429") and retry["wait_s"] == 0.05
+
+
+def test_500_is_retried_with_backoff_then_succeeds(llm_server):  # noqa: F811
+    llm_server.status(500)
+    llm_server.status(503)
+    llm_server.reply(json.dumps(SPEC))
+    designer = make_designer(llm_server, sleep=__import__("time").sleep)  # real sleeps, 0.01-0.02 s
+    [proposal] = designer.propose(make_context(), 1)
+    assert proposal.spec is not None and len(llm_server.requests) == 3
+    retries = proposal.record["attempts"][0]["http_retries"]
+    assert [r["error"][:8] for r in retries] == ["HTTP 500", "HTTP 503"]
+    assert 0.005 <= retries[0]["wait_s"] <= 0.01 and 0.01 <= retries[1]["wait_s"] <= 0.02  # doubling, jitter
+
+
+def test_repeated_500s_end_in_a_failed_proposal_without_raising(llm_server):  # noqa: F811
+    for _ in range(3):
+        llm_server.status(500, message="upstream overloaded")
+    [proposal] = make_designer(llm_server, max_http_retries=2).propose(make_context(), 1)
+    assert proposal.spec is None
+    assert (
+        proposal.error
+        == "the LLM endpoint failed 3 times in a row, the last time with HTTP 500: upstream overloaded"
+    )
+    assert len(llm_server.requests) == 3
+    assert len(proposal.record["attempts"][0]["http_retries"]) == 2
+
+
+def test_timeout_is_retried(llm_server):  # noqa: F811
+    llm_server.delay(3.0, json.dumps(OTHER))
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server, timeout=0.3).propose(make_context(), 1)
+    assert canonical(proposal.spec) == canonical(SPEC)
+    [retry] = proposal.record["attempts"][0]["http_retries"]
+    assert retry["error"] == "timed out after 0.3 s"
+
+
+def test_non_retryable_status_fails_at_once(llm_server):  # noqa: F811
+    llm_server.status(404, message="model 'test-model' not found")
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    assert proposal.error == "the LLM endpoint answered HTTP 404: model 'test-model' not found"
+    assert len(llm_server.requests) == 1
+
+
+def test_rejected_response_format_falls_back_and_is_remembered(llm_server):  # noqa: F811
+    llm_server.reject_formats = {"json_schema", "json_object"}
+    llm_server.reply(json.dumps(SPEC))
+    llm_server.reply(json.dumps(OTHER))
+    designer = make_designer(llm_server)
+    [proposal] = designer.propose(make_context(), 1)
+    assert proposal.spec is not None
+    formats = [(b.get("response_format") or {}).get("type") for b in llm_server.bodies]
+    assert formats == ["json_schema", "json_object", None]
+    fallbacks = [r["fallback"] for r in proposal.record["attempts"][0]["http_retries"]]
+    assert fallbacks == ["json_object", "off"]
+    assert designer.format_mode == "off"
+    designer.propose(make_context(), 1)  # the next call goes straight to plain text
+    assert "response_format" not in llm_server.bodies[-1]
+
+
+def test_json_object_mode_when_only_json_schema_is_rejected(llm_server):  # noqa: F811
+    llm_server.reject_formats = {"json_schema"}
+    llm_server.reply(json.dumps(SPEC))
+    designer = make_designer(llm_server)
+    designer.propose(make_context(), 1)
+    assert llm_server.bodies[-1]["response_format"] == {"type": "json_object"}
+    assert designer.format_mode == "json_object"
+
+
+def test_k_candidates_are_distinct_and_usage_adds_up(llm_server):  # noqa: F811
+    llm_server.reply(json.dumps(SPEC), prompt_tokens=10, completion_tokens=5)
+    llm_server.reply(json.dumps(SPEC), prompt_tokens=20, completion_tokens=5)  # same again: rejected
+    llm_server.reply(json.dumps(OTHER), prompt_tokens=30, completion_tokens=5)
+    designer = make_designer(llm_server)
+    first, second = designer.propose(make_context(), 2)
+    assert canonical(first.spec) == canonical(SPEC) and canonical(second.spec) == canonical(OTHER)
+    assert (
+        "You already proposed these architectures in this iteration" in second.record["prompt"][-1]["content"]
+    )
+    assert "already proposed in this iteration" in second.record["attempts"][0]["errors"][0]
+    assert designer.usage() == {"prompt_tokens": 60, "completion_tokens": 15, "total_tokens": 75, "calls": 3}
+    assert second.record["usage"]["calls"] == 2
+
+
+def test_api_key_is_sent_but_never_stored_logged_or_shown(llm_server, monkeypatch, caplog, capsys):  # noqa: F811
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    caplog.set_level(logging.DEBUG)
+    llm_server.status(401, message=f"Incorrect API key provided: {KEY}")
+    llm_server.reply("not json")
+    llm_server.reply(json.dumps(SPEC))
+    designer = make_designer(llm_server)
+    print(repr(designer), vars(designer))
+    failed = designer.propose(make_context(), 1)[0]
+    ok = designer.propose(make_context(), 1)[0]
+    assert llm_server.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
+    assert failed.error.startswith("the LLM endpoint answered HTTP 401") and "***" in failed.error
+    stored = json.dumps([failed.record, failed.error, ok.record])
+    assert ok.spec is not None and "not json" in stored
+    out = capsys.readouterr()
+    for text in (stored, out.out, out.err, caplog.text, repr(designer), str(vars(designer))):
+        assert KEY not in text
+
+
+def test_no_endpoint_is_one_clear_error(monkeypatch):
+    assert not is_configured()
+    with pytest.raises(LLMError, match="no LLM endpoint is configured: set OPENAI_API_KEY"):
+        LLMDesigner()
+    assert is_configured("http://localhost:8000/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    assert is_configured()
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    assert is_configured()
+
+
+def test_registered_as_llm_with_model_from_env(llm_server, monkeypatch):  # noqa: F811
+    from flnas.designers.registry import create_designer
+
+    monkeypatch.setenv("FLNAS_LLM_MODEL", "qwen2.5:7b")
+    designer = create_designer("llm", base_url="http://user:pw@127.0.0.1:9/v1?x=1")
+    assert isinstance(designer, LLMDesigner) and designer.name == "llm"
+    assert designer.model == "qwen2.5:7b"
+    assert designer.base_url == "http://127.0.0.1:9/v1"  # credentials and query never stored
+
+
+def test_unreachable_server_is_retried_then_fails(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sleeps: list[float] = []
+    designer = LLMDesigner(base_url=f"http://127.0.0.1:{port}/v1", max_http_retries=1, sleep=sleeps.append)
+    [proposal] = designer.propose(make_context(), 1)
+    assert proposal.error.startswith(
+        "the LLM endpoint failed 2 times in a row, the last time with connection failed"
+    )
+    assert len(sleeps) == 1 and designer.usage()["calls"] == 0
+
+
+@pytest.mark.parametrize("body", ["<html>gateway says hi</html>", '{"choices": []}', '{"object": "error"}'])
+def test_broken_200_bodies_fail_the_proposal_without_raising(llm_server, body):  # noqa: F811
+    llm_server.raw(body)
+    [proposal] = make_designer(llm_server, max_retries=0).propose(make_context(), 1)
+    assert proposal.spec is None and proposal.error
+    assert len(llm_server.requests) == 1
