@@ -1,0 +1,477 @@
+"""Table I of the paper, rebuilt from one study: baselines against the top searched models, on the test split.
+
+Rows: the timm baselines, "FaHaNa (RL search)" (the best ``fahana-rl`` candidate, when the study has
+one), and Search-1..k: the top k candidates of the other designers, ranked on validation metrics with the
+study's selection rule, reported on the test split. A searched value is marked (the paper's up/down arrows)
+where it is better than every baseline's value in that column: higher for accuracy, lower for everything
+else. With repeats in the study each cell is the mean +/- sample std over the original run and its re-runs
+with other seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flnas.designers.base import Candidate
+from flnas.errors import StudyError
+from flnas.report.baselines import baseline_label, load_kind, load_records
+
+if TYPE_CHECKING:
+    import optuna
+
+FAHANA_DESIGNER = "fahana-rl"
+FAHANA_LABEL = "FaHaNa (RL search)"
+UP, DOWN = "↑", "↓"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One Table I column: where its value lives in the metrics JSON and which direction is better."""
+
+    key: str
+    header: str
+    path: tuple[str, ...]  # e.g. ("test", "accuracy"); the split part is replaced by the reported split
+    higher_better: bool
+    style: str  # "percent" | "fraction" | "int" | "mb" | "seconds"
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("accuracy", "Accuracy", ("test", "accuracy"), True, "percent"),
+    Column("balanced_accuracy", "Balanced accuracy", ("test", "balanced_accuracy"), True, "percent"),
+    Column("unfairness", "Unfairness", ("test", "unfairness"), False, "fraction"),
+    Column("eodd", "EODD", ("test", "eodd"), False, "fraction"),
+    Column("eopp1", "EOPP1", ("test", "eopp1"), False, "fraction"),
+    Column("eopp2", "EOPP2", ("test", "eopp2"), False, "fraction"),
+    Column("params", "# of params", ("params",), False, "int"),
+    Column("peak_memory_mb", "Mem (MB)", ("peak_memory_mb",), False, "mb"),
+    Column("latency_s", "Latency (s)", ("latency_s",), False, "seconds"),
+    Column("onnx_latency_s", "ONNX Runtime latency (s, 1 thread)", ("onnx_latency_s",), False, "seconds"),
+)
+
+
+@dataclass
+class Stat:
+    """A cell: the mean over n runs and the sample std (None for one run or an undefined value)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int = 0
+
+
+@dataclass
+class Row:
+    label: str  # "ResNet-18", "FaHaNa (RL search)", "Search-1"
+    group: str  # "Baseline" | "FL-NAS"
+    candidate: Candidate
+    runs: list[dict[str, Any]]  # metrics of the original run, then of each ok repeat
+    values: dict[str, Stat] = field(default_factory=dict)
+    marks: dict[str, str] = field(default_factory=dict)  # column key -> UP | DOWN
+
+    @property
+    def searched(self) -> bool:
+        return self.group == "FL-NAS"
+
+
+@dataclass
+class ReportTable:
+    """Everything the renderers and plots need, read once from the study."""
+
+    study_name: str
+    setup: dict[str, Any]
+    selection: dict[str, Any]  # the rule that chose Search-k, FaHaNa's row and the best baseline
+    split: str
+    columns: list[Column]
+    headers: dict[str, str]  # column key -> header text (the latency header names the device)
+    rows: list[Row]
+    search: list[Candidate]  # every search candidate (all designers, all statuses), oldest first
+    baselines: list[Candidate]  # every baseline candidate
+    notes: list[str] = field(default_factory=list)
+    repeats: int = 0  # the largest number of runs behind a cell, minus one
+
+    @property
+    def baseline_rows(self) -> list[Row]:
+        return [row for row in self.rows if not row.searched]
+
+    @property
+    def searched_rows(self) -> list[Row]:
+        return [row for row in self.rows if row.searched]
+
+
+# --- selection ---------------------------------------------------------------------------------------------
+
+
+def selection_options(
+    setup: dict[str, Any], rule: str | None = None, tolerance: float | None = None
+) -> dict[str, Any]:
+    """The selection rule: explicit arguments, else the study's ``setup["selection"]``, else the default."""
+    from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule
+
+    stored = setup.get("selection") if isinstance(setup.get("selection"), dict) else {}
+    if tolerance is None:
+        tolerance = stored.get("tolerance", DEFAULT_TOLERANCE)
+    options = {"rule": rule or stored.get("rule") or DEFAULT_RULE, "tolerance": float(tolerance)}
+    check_rule(options["rule"], options["tolerance"])
+    return options
+
+
+def get_best(candidates: list[Candidate], selection: dict[str, Any]) -> Candidate | None:
+    """GetBestMetrics with the study's rule (validation metrics only)."""
+    from flnas.study.selection import get_best as study_get_best
+
+    return study_get_best(candidates, **selection)
+
+
+def rank(candidates: list[Candidate], selection: dict[str, Any]) -> list[Candidate]:
+    """Ok candidates best first under the rule (Search-2 is the best once Search-1 is set aside)."""
+    from flnas.study.selection import rank as study_rank
+
+    return study_rank(candidates, **selection)
+
+
+# --- building ----------------------------------------------------------------------------------------------
+
+
+def metric_value(metrics: dict[str, Any] | None, path: tuple[str, ...], split: str = "test") -> float | None:
+    """Follow ``path`` in a metrics JSON (its split part set to ``split``); None if absent/not finite."""
+    node: Any = metrics or {}
+    for i, part in enumerate(path):
+        if i == 0 and part in ("test", "val") and len(path) > 1:
+            part = split
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        return None
+    return float(node)
+
+
+def _stat(values: list[float | None]) -> Stat:
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return Stat(None, None, 0)
+    std = statistics.stdev(defined) if len(defined) > 1 else None
+    return Stat(statistics.fmean(defined), std, len(defined))
+
+
+def build_table(
+    study: optuna.Study,
+    *,
+    top: int = 3,
+    split: str = "test",
+    rule: str | None = None,
+    tolerance: float | None = None,
+) -> ReportTable:
+    """Read the study and assemble Table I (no training happens here)."""
+    from flnas.study.storage import get_setup
+
+    setup = get_setup(study) or {}
+    selection = selection_options(setup, rule, tolerance)
+    search = load_kind(study, "search")
+    baselines = load_kind(study, "baseline")
+    repeats: dict[int, list[dict[str, Any]]] = {}
+    for candidate, attrs in load_records(study, "repeat"):
+        if candidate.status == "ok" and candidate.metrics and attrs.get("repeat_of") is not None:
+            repeats.setdefault(int(attrs["repeat_of"]), []).append(candidate.metrics)
+
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for candidate in reversed(baselines):  # the latest ok run of each baseline, in Table I's order below
+        if candidate.status == "ok" and candidate.baseline not in seen:
+            seen.add(candidate.baseline or "")
+            rows.append(Row(baseline_label(candidate.baseline or "?"), "Baseline", candidate, []))
+    from flnas.report.baselines import BASELINES
+
+    order = {name: i for i, name in enumerate(BASELINES)}
+    rows.sort(key=lambda row: order.get(row.candidate.baseline or "", len(order)))
+    fahana = get_best([c for c in search if c.designer == FAHANA_DESIGNER], selection)
+    if fahana is not None:
+        rows.append(Row(FAHANA_LABEL, "Baseline", fahana, []))
+    searched = rank([c for c in search if c.designer != FAHANA_DESIGNER], selection)[:top]
+    rows += [Row(f"Search-{i}", "FL-NAS", c, []) for i, c in enumerate(searched, start=1)]
+    if not rows:
+        raise StudyError(
+            f"study {study.study_name!r} has no successful baseline or search candidate to report"
+        )
+
+    for row in rows:
+        row.runs = [row.candidate.metrics or {}] + repeats.get(row.candidate.number, [])
+        row.values = {col.key: _stat([metric_value(m, col.path, split) for m in row.runs]) for col in COLUMNS}
+    _mark(rows)
+    table = ReportTable(
+        study_name=study.study_name,
+        setup=setup,
+        selection=selection,
+        split=split,
+        columns=list(COLUMNS),
+        headers=_headers(rows),
+        rows=rows,
+        search=search,
+        baselines=baselines,
+        repeats=max(len(row.runs) for row in rows) - 1,
+    )
+    return table
+
+
+def _mark(rows: list[Row]) -> None:
+    """Mark a searched cell that beats every baseline (FaHaNa included) with a value in that column."""
+    base = [row for row in rows if not row.searched]
+    for col in COLUMNS:
+        others = [row.values[col.key].mean for row in base if row.values[col.key].mean is not None]
+        if not others:
+            continue
+        for row in rows:
+            value = row.values[col.key].mean
+            if not row.searched or value is None:
+                continue
+            if col.higher_better and value > max(others):
+                row.marks[col.key] = UP
+            elif not col.higher_better and value < min(others):
+                row.marks[col.key] = DOWN
+
+
+def _headers(rows: list[Row]) -> dict[str, str]:
+    headers = {col.key: col.header for col in COLUMNS}
+    devices = sorted({str(run.get("device")) for row in rows for run in row.runs if run.get("device")})
+    if devices:
+        headers["latency_s"] = f"Latency (s, {', '.join(devices)})"
+    return headers
+
+
+# --- formatting --------------------------------------------------------------------------------------------
+
+
+def format_number(value: float | None, style: str) -> str:
+    if value is None:
+        return "n/a"
+    if style == "percent":
+        return f"{100 * value:.2f}%"
+    if style == "int":
+        return f"{round(value):,}"
+    if style == "mb":
+        return f"{value:.2f}"
+    if style == "seconds":
+        return f"{value:.3g}"
+    return f"{value:.4f}"
+
+
+def format_std(value: float, style: str) -> str:
+    if style == "percent":
+        return f"{100 * value:.2f}"
+    if style == "int":
+        return f"{round(value):,}"
+    return format_number(value, style)
+
+
+def cell_text(row: Row, col: Column, *, mark: bool = True) -> str:
+    """The cell as plain text: optional mark, mean, and ``± std`` when there were repeats."""
+    stat = row.values[col.key]
+    text = format_number(stat.mean, col.style)
+    if stat.std is not None and col.style != "int":
+        text += f" ± {format_std(stat.std, col.style)}"
+    if mark and col.key in row.marks:
+        text = row.marks[col.key] + text
+    return text
+
+
+def row_source(row: Row) -> str:
+    """Where a row comes from, for the notes under the table."""
+    c = row.candidate
+    if c.baseline:
+        return f"{row.label}: baseline {c.baseline} (trial {c.number})"
+    return f"{row.label}: designer {c.designer}, iteration {c.iteration} (trial {c.number})"
+
+
+def to_markdown(table: ReportTable) -> str:
+    headers = ["Group", "DNN"] + [table.headers[col.key] for col in table.columns]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * len(table.columns)) + "|",
+    ]
+    for row in table.rows:
+        cells = [row.group, row.label] + [cell_text(row, col) for col in table.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: ReportTable) -> str:
+    """Plain numbers (not formatted), one std column per metric when there were repeats, and the marks."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["group", "dnn", "trial", "designer", "runs"]
+    for col in table.columns:
+        header.append(col.key)
+        if table.repeats:
+            header.append(f"{col.key}_std")
+    writer.writerow(header + ["marks"])
+    for row in table.rows:
+        line: list[Any] = [
+            row.group,
+            row.label,
+            row.candidate.number,
+            row.candidate.baseline or row.candidate.designer,
+            len(row.runs),
+        ]
+        for col in table.columns:
+            stat = row.values[col.key]
+            line.append("" if stat.mean is None else repr(stat.mean))
+            if table.repeats:
+                line.append("" if stat.std is None else repr(stat.std))
+        line.append(";".join(f"{key}{mark}" for key, mark in row.marks.items()))
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: ReportTable) -> str:
+    """A booktabs ``tabular`` (needs booktabs); marks as ``$\\uparrow$`` / ``$\\downarrow$``."""
+    spec = "ll" + "r" * len(table.columns)
+    headers = ["Group", "DNN"] + [table.headers[col.key] for col in table.columns]
+    lines = [
+        f"\\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(tex_escape(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
+    previous = None
+    for row in table.rows:
+        if previous is not None and row.group != previous:
+            lines.append(r"\midrule")
+        previous = row.group
+        cells = [tex_escape(row.group), tex_escape(row.label)]
+        for col in table.columns:
+            text = tex_escape(cell_text(row, col, mark=False)).replace("±", r"$\pm$")
+            mark = row.marks.get(col.key)
+            if mark:
+                text = (r"$\uparrow$" if mark == UP else r"$\downarrow$") + text
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+SHORT_HEADERS = {
+    "accuracy": "Acc",
+    "balanced_accuracy": "Bal. acc",
+    "unfairness": "Unfairness",
+    "eodd": "EODD",
+    "eopp1": "EOPP1",
+    "eopp2": "EOPP2",
+    "params": "# params",
+    "peak_memory_mb": "Mem MB",
+    "latency_s": "Latency s",
+    "onnx_latency_s": "ONNX s",
+}
+
+
+def to_rich(table: ReportTable) -> Any:
+    """A rich Table for the terminal: short headers (full ones in the caption), marked cells in bold green."""
+    from rich.table import Table
+
+    latency = table.headers["latency_s"].removeprefix("Latency (s, ").removesuffix(")")
+    caption = (
+        f"Latency s: batch {table.setup.get('train', {}).get('latency_batch_size', 2)} on {latency}; "
+        "ONNX s: ONNX Runtime, 1 thread; rows above the line are baselines"
+    )
+    out = Table(title=f"Table I - study {table.study_name} ({table.split} split)", caption=caption)
+    out.add_column("DNN", style="bold", no_wrap=True)
+    for col in table.columns:
+        out.add_column(SHORT_HEADERS.get(col.key, col.header), justify="right")
+    for i, row in enumerate(table.rows):
+        cells = [row.label]
+        for col in table.columns:
+            text = cell_text(row, col)
+            cells.append(f"[bold green]{text}[/]" if col.key in row.marks else text)
+        last_of_group = i + 1 < len(table.rows) and table.rows[i + 1].group != row.group
+        out.add_row(*cells, end_section=last_of_group)
+    return out
+
+
+# --- notes -------------------------------------------------------------------------------------------------
+
+
+def run_notes(
+    table: ReportTable, *, data: Any = None, split_sizes: dict[str, int] | None = None
+) -> list[str]:
+    """What the numbers are: data, split sizes, evaluator settings, selection; all from this run."""
+    setup = table.setup
+    dataset = str(setup.get("dataset") or (getattr(data, "name", None)) or "unknown dataset")
+    synthetic = (
+        bool(getattr(data, "synthetic", False)) or setup.get("data") is None or "synthetic" in dataset.lower()
+    )
+    kind = (
+        "SYNTHETIC data (not ISIC 2019: the numbers say nothing about skin lesions)"
+        if synthetic
+        else "real data"
+    )
+    where = setup.get("data") or "the embedded synthetic set"
+    notes = [
+        f"Data: {kind}; {dataset} from {where}, subset {setup.get('subset') or 'all'}, "
+        f"split seed {setup.get('seed', 'n/a')}, image size {setup.get('image_size', 'n/a')}."
+    ]
+    if split_sizes is None and data is not None:
+        split_sizes = {name: len(split) for name, split in data.splits.items()}
+    if split_sizes:
+        notes.append("Split sizes: " + ", ".join(f"{name} {n}" for name, n in split_sizes.items()) + ".")
+    else:
+        notes.append(
+            "Split sizes: not available (the study's data could not be loaded when this report was made)."
+        )
+    train = setup.get("train") or {}
+    keys = (
+        "epochs",
+        "patience",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "augment",
+        "seed",
+        "device",
+        "latency_batch_size",
+    )
+    settings = ", ".join(f"{k}={train[k]}" for k in keys if k in train)
+    notes.append(
+        f"Evaluator (the same for every row): {settings or 'not recorded'}; env {setup.get('env', 'n/a')}."
+    )
+    rule = table.selection
+    notes.append(
+        f"Rows are reported on the {table.split} split; Search-k and the FaHaNa row were chosen on "
+        f"validation metrics ({', '.join(f'{k} {v}' for k, v in rule.items())})."
+    )
+    notes.append(
+        f"{UP}/{DOWN}: a searched model better than every baseline in that column (higher accuracy, "
+        "lower everything else); n/a: undefined for this run, never 0."
+    )
+    if table.repeats:
+        notes.append(
+            f"Cells are mean ± sample std over up to {table.repeats + 1} runs (the original seed and "
+            "re-runs with seed+1, ...); marks compare the means."
+        )
+    notes.append(
+        f"Every number comes from this run (study {table.study_name!r}); nothing is copied from the paper."
+    )
+    notes += [row_source(row) for row in table.rows]
+    table.notes = notes
+    return notes
