@@ -56,7 +56,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn user errors into one line and an exit code."""
     try:
-        app(args=argv, prog_name="flnas", standalone_mode=False)
+        # without standalone mode click returns the code of `typer.Exit(n)` instead of exiting
+        rc = app(args=argv, prog_name="flnas", standalone_mode=False)
     except FlnasError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -73,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -23,6 +23,7 @@ in values and as null in ``metrics``. Failed and invalid candidates are state FA
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import optuna
@@ -54,7 +55,9 @@ def open_study(name: str, storage: str | None, *, create: bool = True) -> optuna
             study = optuna.create_study(
                 study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True
             )
-            study.set_metric_names(OBJECTIVE_NAMES)
+            with warnings.catch_warnings():  # set_metric_names is marked experimental in optuna
+                warnings.simplefilter("ignore")
+                study.set_metric_names(OBJECTIVE_NAMES)
             return study
         return optuna.load_study(study_name=name, storage=rdb)
     except KeyError as exc:
