@@ -1,9 +1,419 @@
-"""`flnas search` (placeholder until its owner fills it in)."""
+"""`flnas search` (Algorithm 1, persistent and resumable) and `flnas prompt` (the next iteration's prompt).
+
+With no arguments, `flnas search` runs the embedded default: the synthetic dataset at 32x32, the heuristic
+designer, 5 iterations of a few epochs each (about 3 minutes on 2 CPU cores), in study "flnas-default".
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+from flnas.cli._common import console, err_console, fmt
+from flnas.errors import FlnasError
+
+DEFAULT_STUDY_EMBEDDED = "flnas-default"
+# the embedded default (no --data): small enough for ~3 minutes on 2 CPU cores
+EMBEDDED = {"iters": 5, "image_size": 32, "epochs": 4, "patience": 2}
+REAL = {"iters": 10, "image_size": 64}
+
+
+def _endpoint_configured(base_url: str | None) -> bool:
+    return bool(base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+
+
+def _designer_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Pass a designer only the options its constructor accepts; say when a given one does not apply."""
+    from flnas.designers.registry import designer_options
+
+    accepted = designer_options(name)
+    for key, value in given.items():
+        if value is not None and key not in accepted and key != "seed":
+            flag = key.replace("_", "-")
+            err_console.print(f"[yellow]note:[/] {flag} does not apply to the {name} designer")
+    return {k: v for k, v in given.items() if k in accepted and v is not None}
+
+
+def _train_overrides(**flags: Any) -> dict[str, Any]:
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _progress():
+    """(on_epoch, state): epochs on a spinner line in a terminal, else one stderr line per epoch."""
+    state: dict[str, Any] = {"label": "", "status": None}
+
+    def on_epoch(epoch: int, logs: dict[str, Any]) -> None:
+        text = (
+            f"{state['label']}epoch {epoch}/{logs.get('epochs')}: "
+            f"train loss {fmt(logs.get('train_loss'))}, val loss {fmt(logs.get('val_loss'))}, "
+            f"val acc {fmt(logs.get('val_accuracy'), percent=True)}"
+        )
+        if state["status"] is not None:
+            state["status"].update(escape(text))
+        else:
+            err_console.print(f"  {escape(text)}", highlight=False, style="dim")
+
+    return on_epoch, state
+
+
+def _top_table(ranked: list[Any], best: Any, n: int = 5) -> Any:
+    from rich.table import Table
+
+    from flnas.study.selection import objectives
+
+    title = f"top candidates (validation metrics, best first, * = OptDNN; {len(ranked)} ok)"
+    table = Table(title=title, title_justify="left")
+    columns = ("trial", "iter", "designer", "val acc", "unfairness", "EODD", "EOPP1", "params", "latency (s)")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "designer" else "right")
+    for c in ranked[:n]:
+        acc, _unf, params = objectives(c)
+        val = (c.metrics or {}).get("val") or {}
+        mark = " *" if best is not None and c.number == best.number else ""
+        table.add_row(
+            f"#{c.number}{mark}",
+            str(c.iteration),
+            c.designer,
+            fmt(acc, percent=True),
+            fmt(val.get("unfairness")),
+            fmt(val.get("eodd")),
+            fmt(val.get("eopp1")),
+            f"{int(params):,}",
+            fmt((c.metrics or {}).get("latency_s"), 6),
+        )
+    return table
+
+
+def _usage_totals(study: Any) -> dict[str, int]:
+    """Token usage summed over every search trial of the study (all runs, not just this one)."""
+    totals: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("kind") != "search":
+            continue
+        for key, value in ((t.user_attrs.get("record") or {}).get("usage") or {}).items():
+            if isinstance(value, (int, float)):
+                totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def _export_best(best: Any, evaluator: Any, out: Path) -> str:
+    """Copy the chosen candidate's artifacts to out/best (retrain with the study's seed if they are gone)."""
+    import shutil
+
+    source, target = out / "candidates" / str(best.number), out / "best"
+    if target.exists():
+        shutil.rmtree(target)
+    if (source / "spec.json").is_file():
+        shutil.copytree(source, target)
+        return f"OptDNN (trial #{best.number}) exported to {target}"
+    result = evaluator.evaluate(best.spec, name=f"trial-{best.number}", out_dir=target)
+    if not result.ok:
+        return f"could not export trial #{best.number}: retraining failed ({result.reason})"
+    return f"OptDNN (trial #{best.number}) retrained with the study's seed and exported to {target}"
+
+
+def _run(
+    *,
+    data: Path | None,
+    subset: int | None,
+    designer_name: str,
+    iters: int | None,
+    k: int,
+    env: str | None,
+    choices_path: Path | None,
+    study_name: str | None,
+    storage: str | None,
+    out: Path | None,
+    selection: str,
+    tolerance: float,
+    seed: int | None,
+    image_size: int | None,
+    cache_dir: Path | None,
+    train: dict[str, Any],
+    designer_options: dict[str, Any],
+) -> None:
+    """Open or create the study, check the setup, run Algorithm 1, then show and export the result."""
+    from flnas.designers.registry import create_designer
+    from flnas.evaluate import Evaluator, format_opt_metrics
+    from flnas.evaluate.config import TrainConfig
+    from flnas.study.loop import run_search
+    from flnas.study.selection import check_rule, rank
+    from flnas.study.setup import choices_from_setup, resolve_setup, task_from_setup
+    from flnas.study.storage import DEFAULT_STUDY, open_study, storage_url
+
+    check_rule(selection, tolerance)
+    if k < 1 or (iters is not None and iters < 1):
+        raise FlnasError("--iters and --candidates must be at least 1")
+    embedded = data is None
+    defaults = EMBEDDED if embedded else REAL
+    designer = create_designer(designer_name, **designer_options)  # fails fast (e.g. no LLM endpoint)
+    study_name = study_name or (DEFAULT_STUDY_EMBEDDED if embedded else DEFAULT_STUDY)
+    study = open_study(study_name, storage)
+    setup, prepared, resumed = resolve_setup(
+        study,
+        data=data,
+        subset=subset,
+        seed=seed,
+        image_size=image_size,
+        cache_dir=cache_dir,
+        env=env,
+        choices_path=choices_path,
+        train=train,
+        defaults={key: v for key, v in defaults.items() if key != "iters"},
+    )
+    what = "resuming study" if resumed else "new study"
+    used = ": its stored setup is used" if resumed else ""
+    where = f"{study_name!r} in {storage_url(storage)}"
+    console.print(f"{what} {where}{used} ({_describe(setup)})", highlight=False, markup=False)
+    if prepared.synthetic:
+        console.print(
+            "[bold yellow]synthetic data:[/] the embedded synthetic set, not ISIC images; the "
+            "numbers only show that the pipeline works",
+            highlight=False,
+            soft_wrap=True,
+        )
+    iters = iters or int((study.user_attrs.get("search") or {}).get("iters") or defaults["iters"])
+    study.set_user_attr(
+        "search",
+        {
+            "iters": iters,
+            "candidates": k,
+            "selection": selection,
+            "tolerance": tolerance,
+            "designer": designer_name,
+        },
+    )
+    choices = choices_from_setup(setup)
+    run_on = {"device": train["device"]} if "device" in train else {}
+    evaluator = Evaluator(prepared, TrainConfig.from_dict({**setup["train"], **run_on}), choices=choices)
+    out = out or Path("runs") / study_name
+    on_epoch, progress = _progress()
+
+    def log(message: str) -> None:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+        if message.startswith("iteration "):
+            progress["label"] = message.split(":")[0] + ": "
+
+    def on_candidate(candidate: Any, evaluation: Any) -> None:
+        if candidate.status == "ok":
+            console.print(
+                "  " + format_opt_metrics(candidate.metrics),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+                style="dim",
+            )
+
+    use_status = console.is_terminal
+    with console.status("starting") if use_status else contextlib.nullcontext() as status:
+        progress["status"] = status
+        result = run_search(
+            study,
+            designer=designer,
+            evaluator=evaluator,
+            task=task_from_setup(setup),
+            choices=choices,
+            iters=iters,
+            k=k,
+            rule=selection,
+            tolerance=tolerance,
+            seed=int(setup.get("seed", 0)),
+            out_dir=out,
+            log=log,
+            on_epoch=on_epoch,
+            on_candidate=on_candidate,
+        )
+    ranked = rank(result.candidates, rule=selection, tolerance=tolerance)
+    console.print(
+        f"{result.evaluated}/{result.target} evaluated candidates; {len(result.new)} new trial(s) "
+        f"in this run; selection rule {selection!r} (tolerance {tolerance})",
+        highlight=False,
+    )
+    if ranked:
+        wide = console if console.is_terminal else Console(file=sys.stdout, width=max(console.width, 120))
+        wide.print(_top_table(ranked, result.best))
+    best = result.best
+    if best is None:
+        err_console.print("no candidate was evaluated successfully; nothing to export")
+        sys.exit(1)
+    console.print(
+        f"[bold]OptDNN[/]: trial #{best.number} (iteration {best.iteration}, {best.designer})",
+        highlight=False,
+    )
+    console.print(format_opt_metrics(best.metrics), markup=False, highlight=False, soft_wrap=True)
+    console.print(_export_best(best, evaluator, out), markup=False, highlight=False, soft_wrap=True)
+    usage = _usage_totals(study)
+    if usage.get("total_tokens") or usage.get("calls"):
+        console.print(
+            "token usage (whole study): " + ", ".join(f"{key} {v:,}" for key, v in usage.items()),
+            highlight=False,
+        )
+    if result.stopped:
+        sys.exit(1)
+
+
+def _describe(setup: dict[str, Any]) -> str:
+    train = setup.get("train") or {}
+    data = setup.get("data") or "embedded synthetic set"
+    return (
+        f"data {data}, subset {setup.get('subset')}, image size {setup.get('image_size')}, seed "
+        f"{setup.get('seed')}, epochs {train.get('epochs')}, patience {train.get('patience')}, "
+        f"env {setup.get('env')}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `flnas search` and `flnas prompt` to the root app."""
+
+    @app.command("search")
+    def search(
+        data: Path | None = typer.Option(
+            None,
+            "--data",
+            help="ISIC 2019 directory; omitted: the embedded synthetic default (5 iterations at 32x32).",
+        ),
+        subset: int | None = typer.Option(None, "--subset", help="Use N records (balanced over groups)."),
+        designer: str | None = typer.Option(
+            None,
+            "--designer",
+            help="llm | heuristic | random | evolution | fahana-rl "
+            "(default: llm when an endpoint is set, else heuristic).",
+        ),
+        iters: int | None = typer.Option(
+            None,
+            "--iters",
+            help="IterMax: iterations with an evaluated candidate (default 10; 5 for the embedded default).",
+        ),
+        candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
+        env: str | None = typer.Option(None, "--env", help="Target device for designers (Raspberry Pi 4)."),
+        choices_path: Path | None = typer.Option(None, "--choices", help="Choices file (JSON/YAML)."),
+        study_name: str | None = typer.Option(
+            None, "--study", help="Study name (flnas; flnas-default for the embedded default)."
+        ),
+        storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL or SQLite file."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Run folder: candidates/<trial>/ and best/ (default ./runs/<study>)."
+        ),
+        selection: str = typer.Option(
+            "fair",
+            "--selection",
+            help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted.",
+        ),
+        tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params rules)."),
+        init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
+        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
+        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+        image_size: int | None = typer.Option(None, "--image-size", help="Input size (64; 32 embedded)."),
+        seed: int | None = typer.Option(None, "--seed", help="Seed: split, training, designers (0)."),
+        device: str | None = typer.Option(
+            None, "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."
+        ),
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
+        max_train_seconds: float | None = typer.Option(
+            None, "--max-train-seconds", help="Time budget per candidate; over it the candidate fails."
+        ),
+        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
+        llm_model: str | None = typer.Option(None, "--llm-model", help="Model name at the endpoint."),
+        llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="OpenAI-compatible base URL."),
+        llm_temperature: float | None = typer.Option(None, "--llm-temperature", help="Sampling temperature."),
+        llm_timeout: float | None = typer.Option(None, "--llm-timeout", help="Seconds per LLM call."),
+        llm_max_retries: int | None = typer.Option(
+            None, "--llm-max-retries", help="Re-asks after an invalid reply (3)."
+        ),
+        prompt_template: Path | None = typer.Option(None, "--prompt-template", help="Prompt template file."),
+    ) -> None:
+        """Run (or resume) the FL-NAS search and export the chosen OptDNN."""
+        embedded = data is None
+        if designer is None:
+            designer = "llm" if (not embedded and _endpoint_configured(llm_base_url)) else "heuristic"
+            reason = (
+                "the embedded default"
+                if embedded
+                else ("an LLM endpoint is set" if designer == "llm" else "no LLM endpoint is set")
+            )
+            console.print(f"designer: {designer} ({reason})", highlight=False, soft_wrap=True)
+        _run(
+            data=data,
+            subset=subset,
+            designer_name=designer,
+            iters=iters,
+            k=candidates,
+            env=env,
+            choices_path=choices_path,
+            study_name=study_name,
+            storage=storage,
+            out=out,
+            selection=selection,
+            tolerance=tolerance,
+            seed=seed,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            train=_train_overrides(
+                epochs=epochs,
+                patience=patience,
+                batch_size=batch_size,
+                lr=lr,
+                device=device,
+                max_train_seconds=max_train_seconds,
+                measure_hardware=False if no_hardware else None,
+            ),
+            designer_options=_designer_options(
+                designer,
+                {
+                    "init_spec": init_spec,
+                    "model": llm_model,
+                    "base_url": llm_base_url,
+                    "temperature": llm_temperature,
+                    "timeout": llm_timeout,
+                    "max_retries": llm_max_retries,
+                    "prompt_template": prompt_template,
+                    "seed": seed,
+                },
+            ),
+        )
+
+    @app.command("prompt")
+    def prompt(
+        study_name: str = typer.Option(..., "--study", help="Study name."),
+        storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL or SQLite file."),
+        prompt_template: Path | None = typer.Option(None, "--prompt-template", help="Prompt template file."),
+        candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
+    ) -> None:
+        """Print the prompt the next search iteration would send to the LLM."""
+        import numpy as np
+
+        from flnas.designers.base import DesignContext
+        from flnas.designers.prompt import PromptGenerator
+        from flnas.study.history import load_candidates
+        from flnas.study.loop import next_iteration
+        from flnas.study.selection import get_best
+        from flnas.study.setup import choices_from_setup, task_from_setup
+        from flnas.study.storage import get_setup, open_study
+
+        study = open_study(study_name, storage, create=False)
+        setup = get_setup(study)
+        search_attrs = study.user_attrs.get("search") or {}
+        history = [c for c in load_candidates(study) if c.status != "running"]
+        iters = int(search_attrs.get("iters") or 10**6)
+        todo = next_iteration(history, iters=max(iters, 1), k=candidates)
+        iteration = todo[0] if todo else max((c.iteration for c in history), default=0) + 1
+        rule, tol = search_attrs.get("selection", "fair"), float(search_attrs.get("tolerance", 0.02))
+        context = DesignContext(
+            history=history,
+            best=get_best(history, rule=rule, tolerance=tol),
+            choices=choices_from_setup(setup),
+            task=task_from_setup(setup),
+            iteration=iteration,
+            rng=np.random.default_rng(0),
+            log=lambda _m: None,
+        )
+        sys.stdout.write(PromptGenerator(prompt_template).build(context) + "\n")

@@ -1,0 +1,327 @@
+"""Algorithm 1 over an Optuna study: GetBestMetrics -> designer -> Evaluator, persisted as it goes.
+
+Each pass of the loop reads the study (the only state), takes the best so far, asks the designer for the
+proposals this iteration still needs, and records every proposal as a trial *before* training it, so a
+process that dies mid-training leaves a RUNNING trial behind that the next run marks as interrupted.
+
+Counting (so the loop always ends): the search is done when each iteration 1..``iters`` holds ``k``
+*evaluated* candidates (status "ok", or "failed" during training such as a NaN loss or a time budget).
+Invalid proposals (the designer found no valid spec, a spec outside Choices, or a duplicate of an
+evaluated spec) and interrupted evaluations are recorded but do not count: that iteration is designed
+again. Every designer call is a *pass*; a run makes at most ``3 x`` the unfinished iterations passes (at
+least 3), then stops and says how many evaluated candidates it has. Resuming gives it a new allowance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, TaskInfo
+from flnas.study.history import INTERRUPTED, load_candidates, mark_interrupted, owner
+from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule, get_best, objectives
+
+PASSES_PER_ITERATION = 3
+
+
+@dataclass
+class SearchResult:
+    """What a run of the search did and where the study stands now."""
+
+    best: Candidate | None  # GetBestMetrics over the whole study (OptDNN)
+    candidates: list[Candidate]  # every search candidate of the study, oldest first
+    evaluated: int  # evaluated candidates counted towards iters x k
+    target: int  # iters x k
+    new: list[int] = field(default_factory=list)  # trial numbers created by this run
+    interrupted: list[int] = field(default_factory=list)  # trials marked interrupted when this run started
+    passes: int = 0  # designer calls made by this run
+    stopped: str | None = None  # why the run ended before the target, if it did
+    usage: dict[str, int] = field(default_factory=dict)  # the designer's token usage totals
+
+
+def is_evaluated(candidate: Candidate) -> bool:
+    """Counts towards IterMax: trained to the end (ok) or failed while training (not interrupted)."""
+    if candidate.status == "ok":
+        return True
+    return candidate.status == "failed" and not (candidate.reason or "").startswith("interrupted")
+
+
+def evaluated_keys(history: list[Candidate]) -> dict[str, int]:
+    """spec_key -> trial number of every evaluated spec (what must not be trained again)."""
+    from flnas.space import spec_key
+
+    out: dict[str, int] = {}
+    for c in history:
+        if c.spec is not None and is_evaluated(c):
+            out.setdefault(spec_key(c.spec), c.number)
+    return out
+
+
+def next_iteration(history: list[Candidate], *, iters: int, k: int = 1) -> tuple[int, int] | None:
+    """(iteration, proposals still needed) for the first unfinished iteration, or None when done."""
+    done = Counter(c.iteration for c in history if is_evaluated(c))
+    for iteration in range(1, iters + 1):
+        if done[iteration] < k:
+            return iteration, k - done[iteration]
+    return None
+
+
+def run_search(
+    study: optuna.Study,
+    *,
+    designer: Designer,
+    evaluator: Any,
+    task: TaskInfo,
+    choices: Any,
+    iters: int,
+    k: int = 1,
+    rule: str = DEFAULT_RULE,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_candidate: Callable[[Candidate, Any], None] | None = None,
+    max_passes: int | None = None,
+) -> SearchResult:
+    """Run (or resume) the search on ``study`` until iterations 1..iters each hold k evaluated candidates.
+
+    ``evaluator`` is anything with ``evaluate(spec, *, name, out_dir, on_epoch) -> EvalResult``; artifacts of
+    each candidate go to ``out_dir/candidates/<trial number>`` when ``out_dir`` is given.
+    ``on_candidate(candidate, eval_result_or_None)`` is called after each trial is recorded.
+    """
+    check_rule(rule, tolerance)
+    if iters < 1 or k < 1:
+        raise ValueError("iters and k must be at least 1")
+    result = SearchResult(best=None, candidates=[], evaluated=0, target=iters * k)
+    result.interrupted = mark_interrupted(study)
+    for number in result.interrupted:
+        log(f"trial #{number} was {INTERRUPTED}; its iteration runs again")
+    history = load_candidates(study)
+    unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
+    allowance = max_passes if max_passes is not None else PASSES_PER_ITERATION * max(1, unfinished)
+
+    while (todo := next_iteration(history, iters=iters, k=k)) is not None:
+        if result.passes >= allowance:
+            result.stopped = (
+                f"stopped after {result.passes} designer calls in this run without finishing "
+                f"iteration {todo[0]} (invalid proposals do not count); run again to continue"
+            )
+            log(result.stopped)
+            break
+        iteration, need = todo
+        result.passes += 1
+        attempt = sum(1 for c in history if c.iteration == iteration)
+        context = DesignContext(
+            history=list(history),
+            best=get_best(history, rule=rule, tolerance=tolerance),
+            choices=choices,
+            task=task,
+            iteration=iteration,
+            rng=np.random.default_rng([seed, iteration, attempt]),
+            log=log,
+        )
+        log(
+            f"iteration {iteration}/{iters}: {designer.name} designs {need} candidate(s)"
+            + (f" (attempt {attempt + 1})" if attempt else "")
+        )
+        started = time.monotonic()
+        proposals = list(designer.propose(context, need))[:need]
+        design_seconds = (time.monotonic() - started) / max(1, len(proposals))
+        if not proposals:
+            proposals = [Proposal(spec=None, error=f"designer {designer.name!r} returned no proposal")]
+        for proposal in proposals:
+            candidate, evaluation = _run_one(
+                study,
+                proposal,
+                designer=designer,
+                evaluator=evaluator,
+                task=task,
+                choices=choices,
+                iteration=iteration,
+                seed=seed,
+                out_dir=out_dir,
+                design_seconds=design_seconds,
+                known=evaluated_keys(history),
+                log=log,
+                on_epoch=on_epoch,
+            )
+            history.append(candidate)
+            result.new.append(candidate.number)
+            designer.observe(candidate)
+            if on_candidate is not None:
+                on_candidate(candidate, evaluation)
+
+    result.candidates = load_candidates(study)
+    result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
+    result.best = get_best(result.candidates, rule=rule, tolerance=tolerance)
+    result.usage = dict(designer.usage() or {})
+    return result
+
+
+def _need(history: list[Candidate], iteration: int, k: int) -> int:
+    return k - sum(1 for c in history if c.iteration == iteration and is_evaluated(c))
+
+
+def _run_one(
+    study: optuna.Study,
+    proposal: Proposal,
+    *,
+    designer: Designer,
+    evaluator: Any,
+    task: TaskInfo,
+    choices: Any,
+    iteration: int,
+    seed: int,
+    out_dir: Path | None,
+    design_seconds: float,
+    known: dict[str, int],
+    log: Callable[[str], None],
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+) -> tuple[Candidate, Any]:
+    """Record one proposal as a trial; train it unless it is invalid or already tried."""
+    trial = study.ask()
+    record = _jsonable(
+        {
+            **(proposal.record or {}),
+            "design_seconds": round(design_seconds, 3),
+            "started": _now(),
+            "owner": owner(),
+        }
+    )
+    spec, key, reason = _check(proposal, choices, task, known)
+    attrs = {
+        "kind": "search",
+        "iteration": iteration,
+        "designer": designer.name,
+        "seed": seed,
+        "spec": spec,
+        "spec_key": key,
+        "status": "running",
+        "reason": None,
+        "metrics": None,
+        "record": record,
+    }
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+    label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
+    if reason is not None:
+        _finish(study, trial, "invalid", reason, None, record)
+        log(f"{label}: invalid -- {reason}")
+        return _candidate(trial.number, iteration, designer.name, spec, "invalid", None, reason), None
+
+    cand_dir = Path(out_dir) / "candidates" / str(trial.number) if out_dir is not None else None
+    started = time.monotonic()
+    try:
+        evaluation = evaluator.evaluate(
+            spec, name=f"trial-{trial.number}", out_dir=cand_dir, on_epoch=on_epoch
+        )
+    except KeyboardInterrupt:
+        _finish(study, trial, "failed", "interrupted (stopped by the user during evaluation)", None, record)
+        raise
+    except Exception as exc:  # the evaluator promises not to raise; if it does, record it and go on
+        evaluation = None
+        status, why, metrics = "failed", f"evaluator error: {type(exc).__name__}: {exc}", None
+    else:
+        status = getattr(evaluation, "status", "failed")
+        why = getattr(evaluation, "reason", None)
+        metrics = _jsonable(getattr(evaluation, "metrics", None) or None)
+        if status == "ok" and ((metrics or {}).get("val") or {}).get("accuracy") is None:
+            status, why = "failed", "the evaluator returned no validation accuracy"
+    record["eval_seconds"] = round(time.monotonic() - started, 3)
+    if cand_dir is not None and status == "ok":
+        record["artifacts"] = str(cand_dir)
+    record["finished"] = _now()
+    candidate = _candidate(trial.number, iteration, designer.name, spec, status, metrics, why)
+    values = list(objectives(candidate)) if status == "ok" else None
+    _finish(study, trial, status, why, metrics, record, values=values)
+    if status == "ok":
+        acc, unf, params = objectives(candidate)
+        log(
+            f"{label}: ok in {record['eval_seconds']:.1f}s -- val acc {100 * acc:.2f}%, "
+            f"unfairness {unf:.4f}, params {int(params):,}"
+        )
+    else:
+        log(f"{label}: failed -- {why}")
+    return candidate, evaluation
+
+
+def _check(proposal: Proposal, choices: Any, task: TaskInfo, known: dict[str, int]) -> tuple[Any, Any, Any]:
+    """(spec dict or None, spec_key or None, reason it is invalid or None)."""
+    from flnas.space import spec_key, validate_spec
+
+    if hasattr(proposal.spec, "model_dump"):
+        proposal.spec = proposal.spec.model_dump(mode="json")
+    if proposal.error or proposal.spec is None:
+        return _jsonable(proposal.spec), None, proposal.error or "the designer returned no architecture"
+    checked = validate_spec(proposal.spec, choices, image_size=task.image_size, num_classes=len(task.classes))
+    if not checked.ok:
+        problems = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in checked.errors)
+        return _jsonable(proposal.spec), None, f"invalid architecture: {problems}"
+    spec = checked.spec.model_dump(mode="json")
+    key = spec_key(checked.spec)
+    if key in known:
+        return spec, key, f"already tried (trial #{known[key]})"
+    return spec, key, None
+
+
+def _finish(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    status: str,
+    reason: str | None,
+    metrics: dict[str, Any] | None,
+    record: dict[str, Any],
+    values: list[float] | None = None,
+) -> None:
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("reason", reason)
+    trial.set_user_attr("metrics", metrics)
+    trial.set_user_attr("record", record)
+    if values is not None:
+        study.tell(trial, values)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _candidate(
+    number: int, iteration: int, designer: str, spec: Any, status: str, metrics: Any, reason: str | None
+) -> Candidate:
+    return Candidate(
+        number=number,
+        iteration=iteration,
+        designer=designer,
+        spec=spec,
+        status=status,
+        metrics=metrics,
+        reason=reason,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None, tuples lists, numpy/torch scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

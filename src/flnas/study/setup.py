@@ -1,0 +1,215 @@
+"""A study's ``setup`` attribute: what every candidate of the study was trained on and under.
+
+Written once when the study is created (layout in :mod:`flnas.study.storage`), read back by a resumed
+search, by ``flnas prompt``, and by ``flnas baselines`` / ``flnas report --repeats`` so that every model of
+a study sees the same data, image size, seed and training settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
+from flnas.designers.base import TaskInfo
+from flnas.errors import StudyError
+from flnas.evaluate.config import TrainConfig
+
+if TYPE_CHECKING:
+    from flnas.data.dataset import PreparedData
+    from flnas.evaluate import Evaluator
+
+DEFAULT_ENV = "Raspberry Pi 4"
+# setup keys a command-line flag can set, with the flag's name (used in conflict messages)
+FLAGS = {
+    "data": "--data",
+    "subset": "--subset",
+    "seed": "--seed",
+    "image_size": "--image-size",
+    "env": "--env",
+    "choices": "--choices",
+}
+
+
+def make_setup(
+    *,
+    data: PreparedData,
+    data_arg: str | Path | None,
+    subset: int | None,
+    seed: int,
+    image_size: int,
+    cache_dir: str | Path | None,
+    train: TrainConfig,
+    env: str,
+    choices: Any,
+) -> dict[str, Any]:
+    """The setup dict for a new study (``data_arg`` None means the embedded synthetic set)."""
+    return {
+        "data": str(Path(data_arg).resolve()) if data_arg is not None else None,
+        "dataset": data.name,
+        "synthetic": bool(data.synthetic),
+        "subset": subset,
+        "seed": seed,
+        "image_size": image_size,
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "train": train.to_dict(),
+        "env": env,
+        "choices": choices.model_dump(mode="json") if hasattr(choices, "model_dump") else dict(choices),
+        "classes": list(data.classes),
+    }
+
+
+def _require(setup: dict[str, Any] | None) -> dict[str, Any]:
+    if not setup:
+        raise StudyError(
+            "the study has no `setup` attribute (it was not created by `flnas search`); "
+            "start a new study with `flnas search --study NAME`"
+        )
+    return setup
+
+
+def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> PreparedData:
+    """Load the study's dataset again (from the decoded-image cache when it is still there)."""
+    from flnas.data import default_synthetic_dir, prepare_data
+
+    setup = _require(setup)
+    root = Path(setup["data"]) if setup.get("data") else default_synthetic_dir()
+    data = prepare_data(
+        root,
+        subset=setup.get("subset"),
+        seed=int(setup.get("seed", 0)),
+        image_size=int(setup["image_size"]),
+        cache_dir=setup.get("cache_dir"),
+        progress=progress,
+    )
+    if setup.get("classes") and list(data.classes) != list(setup["classes"]):
+        raise StudyError(
+            f"{root}: classes {data.classes} differ from the study's {setup['classes']}; "
+            "the dataset changed since the study was created"
+        )
+    return data
+
+
+def train_config_from_setup(setup: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """The study's TrainConfig, with optional overrides (e.g. ``seed`` for report repeats)."""
+    return TrainConfig.from_dict({**_require(setup).get("train", {}), **overrides})
+
+
+def evaluator_from_setup(
+    setup: dict[str, Any], data: PreparedData | None = None, **overrides: Any
+) -> Evaluator:
+    """An Evaluator with the study's data and training settings (``overrides`` go into TrainConfig)."""
+    from flnas.evaluate import Evaluator
+
+    data = data if data is not None else data_from_setup(setup)
+    return Evaluator(data, train_config_from_setup(setup, **overrides))
+
+
+def choices_from_setup(setup: dict[str, Any]) -> Any:
+    """The study's Choices (the search space every designer must stay in)."""
+    from flnas.space import Choices, load_choices
+
+    stored = _require(setup).get("choices")
+    return Choices.model_validate(stored) if stored else load_choices(None)
+
+
+def task_from_setup(setup: dict[str, Any]) -> TaskInfo:
+    """What the network is for (dataset, classes, groups, input size, target device)."""
+    setup = _require(setup)
+    return TaskInfo(
+        dataset=str(setup.get("dataset") or "ISIC 2019"),
+        classes=list(setup.get("classes") or []),
+        groups={"sex": list(SEX_GROUPS), "age": list(AGE_GROUPS)},
+        image_size=int(setup["image_size"]),
+        env=str(setup.get("env") or DEFAULT_ENV),
+    )
+
+
+def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """Sentences for each explicitly requested value that differs from the stored setup.
+
+    ``requested`` holds only what the user gave on the command line: setup keys (see FLAGS) and
+    TrainConfig fields under ``train``.
+    """
+    out: list[str] = []
+    for key, value in requested.items():
+        if key == "train":
+            stored_train = stored.get("train") or {}
+            for field, v in value.items():
+                if field in stored_train and stored_train[field] != v:
+                    if field == "measure_hardware":
+                        out.append(
+                            f"--no-hardware (the study {'measures' if stored_train[field] else 'skips'} "
+                            "hardware metrics)"
+                        )
+                        continue
+                    flag = "--" + field.replace("_", "-")
+                    out.append(f"{flag} {v} (the study has {stored_train[field]})")
+        elif key in stored and stored[key] != value:
+            out.append(f"{FLAGS.get(key, key)} {value} (the study has {stored[key]})")
+    return out
+
+
+def resolve_setup(
+    study: Any,
+    *,
+    data: Path | None,
+    subset: int | None,
+    seed: int | None,
+    image_size: int | None,
+    cache_dir: Path | None,
+    env: str | None,
+    choices_path: Path | None,
+    train: dict[str, Any],
+    defaults: dict[str, Any],
+) -> tuple[dict[str, Any], PreparedData, bool]:
+    """(setup, data, resumed): the study's stored setup, or a new one written from the flags.
+
+    Only flags the user gave (not None; ``train`` holds TrainConfig fields) are compared with a stored
+    setup; any difference is a StudyError naming each flag and both values. ``--device`` may differ: it
+    says where this run trains, not what the study is. ``defaults`` fill in a new study's image size and
+    TrainConfig fields that were not given.
+    """
+    from flnas.space import load_choices
+    from flnas.study.storage import get_setup, set_setup
+
+    requested: dict[str, Any] = {"subset": subset, "seed": seed, "image_size": image_size, "env": env}
+    requested = {key: v for key, v in requested.items() if v is not None}
+    if data is not None:
+        requested["data"] = str(Path(data).resolve())
+    if choices_path is not None:
+        requested["choices"] = load_choices(choices_path).model_dump(mode="json")
+    if any(key != "device" for key in train):
+        requested["train"] = {key: v for key, v in train.items() if key != "device"}
+    stored = get_setup(study)
+    if stored is not None:
+        conflicts = setup_conflicts(stored, requested)
+        if conflicts:
+            raise StudyError(
+                f"study {study.study_name!r} was created with other settings ({'; '.join(conflicts)}); "
+                "drop these flags to resume it, or choose a new --study"
+            )
+        return stored, data_from_setup(stored, progress=True), True
+
+    from flnas.data import default_synthetic_dir, prepare_data
+
+    seed = int(requested.get("seed", 0))
+    size = int(requested.get("image_size", defaults.get("image_size", 64)))
+    train_defaults = {k: v for k, v in defaults.items() if k != "image_size"}
+    config = TrainConfig.from_dict({**train_defaults, **train, "seed": seed})
+    choices = load_choices(choices_path)
+    root = data if data is not None else default_synthetic_dir()
+    prepared = prepare_data(root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir)
+    setup = make_setup(
+        data=prepared,
+        data_arg=data,
+        subset=subset,
+        seed=seed,
+        image_size=size,
+        cache_dir=cache_dir,
+        train=config,
+        env=env or DEFAULT_ENV,
+        choices=choices,
+    )
+    set_setup(study, setup)
+    return setup, prepared, False

@@ -1,0 +1,255 @@
+"""Algorithm 1 over an Optuna study, with a fake evaluator: what is stored, duplicates, failures, counting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+
+from flnas.designers.base import DesignContext, Designer, Proposal, TaskInfo
+from flnas.errors import StudyError
+from flnas.space import example_spec, load_choices, spec_key
+from flnas.study.history import INTERRUPTED, load_candidates
+from flnas.study.loop import run_search
+from flnas.study.storage import open_study
+
+CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+TASK = TaskInfo(
+    dataset="synthetic",
+    classes=CLASSES,
+    groups={"sex": ["male", "female"]},
+    image_size=32,
+    env="Raspberry Pi 4",
+)
+
+
+def spec_with(channels: int) -> dict:
+    spec = example_spec().model_dump(mode="json")
+    spec["layers"][0]["channels"] = channels
+    return spec
+
+
+class FakeEvaluator:
+    """Metrics that depend on the spec; fails for specs whose first layer has ``fail_channels``."""
+
+    def __init__(self, fail_channels: int | None = None, raise_channels: int | None = None):
+        self.calls: list[dict] = []
+        self.fail_channels, self.raise_channels = fail_channels, raise_channels
+
+    def evaluate(self, spec, *, name=None, out_dir=None, on_epoch=None):
+        self.calls.append(spec)
+        ch = spec["layers"][0]["channels"]
+        if ch == self.raise_channels:
+            raise RuntimeError("boom")
+        if on_epoch is not None:
+            on_epoch(1, {"epoch": 1, "epochs": 1, "val_loss": 1.0})
+        if ch == self.fail_channels:
+            return SimpleNamespace(
+                status="failed",
+                reason="loss became nan at epoch 1, batch 1",
+                metrics={"params": 10, "val": None},
+            )
+        acc = 0.5 + ch / 1000
+        metrics = {
+            "params": 1000 + ch,
+            "val": {
+                "accuracy": acc,
+                "unfairness": None if ch == 8 else ch / 1000,
+                "groups": {"male": {"accuracy": acc, "count": 5}},
+            },
+            "test": {"accuracy": 0.1},
+            "latency_s": float("nan"),
+        }
+        return SimpleNamespace(status="ok", reason=None, metrics=metrics)
+
+
+class Scripted(Designer):
+    """Replays a list of proposals (spec dicts, or error strings)."""
+
+    name = "scripted"
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.contexts: list[DesignContext] = []
+        self.observed = []
+
+    def propose(self, context, k=1):
+        self.contexts.append(context)
+        out = []
+        for _ in range(k):
+            item = self.script.pop(0) if self.script else "script exhausted"
+            if isinstance(item, str):
+                out.append(Proposal(spec=None, record={"prompt": "p", "reply": "junk"}, error=item))
+            else:
+                out.append(
+                    Proposal(
+                        spec=item,
+                        record={
+                            "prompt": "the prompt",
+                            "reply": "the reply",
+                            "attempts": [{"attempt": 1, "errors": []}],
+                            "usage": {"total_tokens": 42},
+                        },
+                    )
+                )
+        return out
+
+    def observe(self, candidate):
+        self.observed.append(candidate.number)
+
+    def usage(self):
+        return {"total_tokens": 42 * len(self.observed)}
+
+
+@pytest.fixture()
+def study(tmp_path):
+    return open_study("loop", str(tmp_path / "s.db"))
+
+
+def search(study, designer, evaluator, **kw):
+    kw.setdefault("iters", 3)
+    return run_search(
+        study,
+        designer=designer,
+        evaluator=evaluator,
+        task=TASK,
+        choices=load_choices(None),
+        log=lambda _m: None,
+        **kw,
+    )
+
+
+def test_loop_records_every_field(study, tmp_path):
+    ev, epochs = FakeEvaluator(), []
+    designer = Scripted([spec_with(16), spec_with(32), spec_with(8)])
+    result = search(
+        study, designer, ev, out_dir=tmp_path / "out", seed=7, on_epoch=lambda e, _l: epochs.append(e)
+    )
+    assert len(ev.calls) == 3 and epochs == [1, 1, 1]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.user_attrs["iteration"] for t in trials] == [1, 2, 3]
+    t0 = trials[0]
+    assert t0.values == [pytest.approx(0.516), pytest.approx(0.016), 1016]
+    assert trials[2].values[1] == 1.0  # undefined unfairness is stored as the worst value
+    assert trials[2].user_attrs["metrics"]["val"]["unfairness"] is None
+    attrs = t0.user_attrs
+    assert attrs["kind"] == "search" and attrs["designer"] == "scripted" and attrs["status"] == "ok"
+    assert attrs["seed"] == 7 and attrs["reason"] is None
+    assert attrs["spec"] == spec_with(16) and attrs["spec_key"] == spec_key(spec_with(16))
+    assert attrs["metrics"]["latency_s"] is None  # NaN is stored as null
+    rec = attrs["record"]
+    assert (
+        rec["prompt"] == "the prompt" and rec["reply"] == "the reply" and rec["usage"]["total_tokens"] == 42
+    )
+    assert rec["attempts"] == [{"attempt": 1, "errors": []}]
+    assert rec["eval_seconds"] >= 0 and rec["owner"]["pid"] > 0 and rec["artifacts"].endswith("candidates/0")
+    assert designer.observed == [0, 1, 2]
+    # the designer saw the history so far and the best (both within 0.02 of 0.532; #0 is fairer)
+    assert [c.number for c in designer.contexts[2].history] == [0, 1]
+    assert designer.contexts[2].best.number == 0 and designer.contexts[2].iteration == 3
+    assert result.evaluated == 3 and result.target == 3 and result.stopped is None
+    assert result.usage == {"total_tokens": 126} and result.best is not None
+
+
+def test_duplicate_is_recorded_invalid_and_not_retrained(study):
+    ev = FakeEvaluator()
+    result = search(study, Scripted([spec_with(16), spec_with(16), spec_with(32), spec_with(64)]), ev)
+    assert len(ev.calls) == 3
+    cands = load_candidates(study)
+    assert [(c.iteration, c.status) for c in cands] == [(1, "ok"), (2, "invalid"), (2, "ok"), (3, "ok")]
+    assert cands[1].reason == "already tried (trial #0)"
+    assert study.get_trials()[1].state == TrialState.FAIL
+    assert result.evaluated == 3
+
+
+def test_failed_evaluation_is_recorded_counts_and_the_search_goes_on(study):
+    ev = FakeEvaluator(fail_channels=32, raise_channels=64)
+    result = search(
+        study, Scripted([spec_with(16), spec_with(32), spec_with(64), spec_with(24)]), ev, iters=4
+    )
+    cands = load_candidates(study)
+    assert [c.status for c in cands] == ["ok", "failed", "failed", "ok"]
+    assert cands[1].reason.startswith("loss became nan") and cands[1].metrics["params"] == 10
+    assert cands[2].reason == "evaluator error: RuntimeError: boom"
+    assert result.evaluated == 4 and result.best.number == 0
+
+
+def test_invalid_proposals_do_not_count_and_the_loop_always_ends(study, tmp_path):
+    designer = Scripted(
+        [
+            "the LLM endpoint failed 4 times in a row",
+            {"layers": [{"type": "conv", "channels": 7}]},
+            spec_with(16),
+        ]
+    )
+    result = search(study, designer, FakeEvaluator(), iters=1)
+    cands = load_candidates(study)
+    assert [(c.iteration, c.status) for c in cands] == [(1, "invalid"), (1, "invalid"), (1, "ok")]
+    assert cands[0].reason == "the LLM endpoint failed 4 times in a row"
+    assert "channels" in cands[1].reason and cands[1].spec == {"layers": [{"type": "conv", "channels": 7}]}
+    assert study.get_trials()[0].user_attrs["record"]["reply"] == "junk"
+    assert result.evaluated == 1
+
+    stuck = open_study(
+        "stuck", str(tmp_path / "s.db")
+    )  # a designer that never succeeds: 3 passes per iteration
+    result = search(stuck, Scripted([]), FakeEvaluator(), iters=2)
+    assert result.passes == 6 and result.evaluated == 0 and "run again" in result.stopped
+    assert {c.status for c in load_candidates(stuck)} == {"invalid"}
+
+
+def test_several_candidates_per_iteration(study):
+    ev = FakeEvaluator()
+    result = search(study, Scripted([spec_with(c) for c in (8, 16, 24, 32)]), ev, iters=2, k=2)
+    assert [c.iteration for c in load_candidates(study)] == [1, 1, 2, 2]
+    assert result.evaluated == 4 and result.passes == 2
+
+
+def test_running_trial_is_marked_interrupted_and_its_iteration_runs_again(study):
+    search(study, Scripted([spec_with(16)]), FakeEvaluator(), iters=1)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    trial = study.ask()  # what a killed process leaves behind
+    for key, value in {
+        "kind": "search",
+        "iteration": 2,
+        "designer": "scripted",
+        "status": "running",
+        "spec": spec_with(32),
+        "record": {"owner": {"host": _host(), "pid": int(dead.stdout)}},
+    }.items():
+        trial.set_user_attr(key, value)
+    ev = FakeEvaluator()
+    result = search(study, Scripted([spec_with(32), spec_with(64)]), ev, iters=3)
+    assert result.interrupted == [1]
+    cands = load_candidates(study)
+    assert (cands[1].status, cands[1].reason) == ("failed", INTERRUPTED)
+    assert [(c.number, c.iteration, c.status) for c in cands[2:]] == [(2, 2, "ok"), (3, 3, "ok")]
+    assert len(ev.calls) == 2  # the interrupted spec is trained again, trial #0 is not
+    assert result.evaluated == 3
+
+
+def test_resume_refuses_while_the_evaluating_process_is_alive(study):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "flnas"])
+    try:
+        trial = study.ask()
+        trial.set_user_attr("kind", "search")
+        trial.set_user_attr("record", {"owner": {"host": _host(), "pid": live.pid}})
+        with pytest.raises(StudyError, match="being evaluated by a running process"):
+            search(study, Scripted([]), FakeEvaluator(), iters=1)
+    finally:
+        live.kill()
+        live.wait()
+    search(study, Scripted([spec_with(16)]), FakeEvaluator(), iters=1)  # dead now: marked and resumed
+    assert load_candidates(study)[0].reason == INTERRUPTED
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
