@@ -202,6 +202,23 @@ def test_invalid_proposals_do_not_count_and_the_loop_always_ends(study, tmp_path
     assert {c.status for c in load_candidates(stuck)} == {"invalid"}
 
 
+def test_each_designer_gets_its_own_budget_in_a_shared_study(study):
+    first = Scripted([spec_with(16), spec_with(32)])
+    search(study, first, FakeEvaluator(), iters=2)
+
+    class Other(Scripted):
+        name = "other"
+
+    # the same spec as the first designer's is not a duplicate for the second: its search is its own
+    second = Other([spec_with(16), spec_with(64)])
+    result = search(study, second, FakeEvaluator(), iters=2)
+    assert result.evaluated == 2 and [c.designer for c in result.candidates] == ["other", "other"]
+    assert [c.iteration for c in result.candidates] == [1, 2]
+    assert all(c.designer == "other" for c in second.contexts[-1].history)
+    assert result.best.spec["layers"][0]["channels"] == 64
+    assert len(study.get_trials()) == 4
+
+
 def test_several_candidates_per_iteration(study):
     ev = FakeEvaluator()
     result = search(study, Scripted([spec_with(c) for c in (8, 16, 24, 32)]), ev, iters=2, k=2)

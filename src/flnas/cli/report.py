@@ -336,14 +336,14 @@ def register(app: typer.Typer) -> None:
             if result.stopped:
                 _log("[3/4] FaHaNa RL search skipped: the search did not finish; run the experiment again")
             else:
-                _log(f"[3/4] FaHaNa RL search: iterations {iters + 1}..{2 * iters} (the same budget)")
+                _log(f"[3/4] FaHaNa RL search: {iters} iterations (the same budget)")
                 run_search(
                     study,
                     designer=create_designer("fahana-rl"),
                     evaluator=evaluator,
                     task=task,
                     choices=choices,
-                    iters=2 * iters,
+                    iters=iters,
                     seed=run_seed,
                     out_dir=out / "search",
                     log=_log,

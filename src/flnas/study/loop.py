@@ -4,6 +4,10 @@ Each pass of the loop reads the study (the only state), takes the best so far, a
 proposals this iteration still needs, and records every proposal as a trial *before* training it, so a
 process that dies mid-training leaves a RUNNING trial behind that the next run marks as interrupted.
 
+Each designer runs its own search inside the study: its history, best so far, duplicates and iteration
+count are its own candidates only, so several designers (the LLM, random, evolution, FaHaNa's RL) can share
+one study, one dataset split and one evaluator, and each gets exactly ``iters x k`` evaluated candidates.
+
 Counting (so the loop always ends): the search is done when each iteration 1..``iters`` holds ``k``
 *evaluated* candidates (status "ok", or "failed" during training such as a NaN loss or a time budget).
 Invalid proposals (the designer found no valid spec, a spec outside Choices, or a duplicate of an
@@ -38,8 +42,8 @@ PASSES_PER_ITERATION = 3
 class SearchResult:
     """What a run of the search did and where the study stands now."""
 
-    best: Candidate | None  # GetBestMetrics over the whole study (OptDNN)
-    candidates: list[Candidate]  # every search candidate of the study, oldest first
+    best: Candidate | None  # GetBestMetrics over this designer's candidates (OptDNN)
+    candidates: list[Candidate]  # this designer's search candidates in the study, oldest first
     evaluated: int  # evaluated candidates counted towards iters x k
     target: int  # iters x k
     new: list[int] = field(default_factory=list)  # trial numbers created by this run
@@ -107,7 +111,7 @@ def run_search(
     result.interrupted = mark_interrupted(study)
     for number in result.interrupted:
         log(f"trial #{number} was {INTERRUPTED}; its iteration runs again")
-    history = load_candidates(study)
+    history = _own_candidates(study, designer.name)
     unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
     allowance = max_passes if max_passes is not None else PASSES_PER_ITERATION * max(1, unfinished)
 
@@ -162,11 +166,16 @@ def run_search(
             if on_candidate is not None:
                 on_candidate(candidate, evaluation)
 
-    result.candidates = load_candidates(study)
+    result.candidates = _own_candidates(study, designer.name)
     result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
     result.best = get_best(result.candidates, rule=rule, tolerance=tolerance)
     result.usage = dict(designer.usage() or {})
     return result
+
+
+def _own_candidates(study: optuna.Study, designer: str) -> list[Candidate]:
+    """The search candidates this designer made (its search is independent of other designers')."""
+    return [c for c in load_candidates(study) if c.designer == designer]
 
 
 def _need(history: list[Candidate], iteration: int, k: int) -> int:
