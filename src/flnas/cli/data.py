@@ -1,7 +1,130 @@
-"""`flnas data ...` (placeholder until its owner fills it in)."""
+"""`flnas data summary | prepare | synth`: look at, check and cache a dataset, or write a synthetic one."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-app = typer.Typer(help="data commands", no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from flnas.cli._common import console, err_console, print_json
+
+app = typer.Typer(
+    help="Inspect, check and cache a dataset in the ISIC 2019 layout, or write a synthetic one.",
+    no_args_is_help=True,
+)
+
+DATA_HELP = "Folder in the official ISIC 2019 layout (default: the embedded synthetic set)."
+PROGRESS_HELP = "Show a progress bar (on stderr) while decoding."
+SUBSET_HELP = "Pick N records at random with balanced demographic groups (the paper uses 5000)."
+
+
+def _load(data: Path | None, subset: int | None, seed: int, image_size: int, cache_dir: Path | None,
+          skip_bad: bool, progress: bool):
+    from flnas.data import default_synthetic_dir, prepare_data
+
+    root = data if data is not None else default_synthetic_dir()
+    return prepare_data(root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir,
+                        skip_bad=skip_bad, progress=progress)
+
+
+def _print_summary(summary: dict) -> None:
+    """The summary as rich tables (the same numbers as --json)."""
+    title = f"{summary['name']}  ({summary['root']})"
+    if summary["synthetic"]:
+        title += "  [bold yellow]SYNTHETIC data[/]"
+    console.print(title)
+    splits = summary["splits"]
+    classes = Table(title=f"{summary['records']} records, {len(summary['classes'])} classes")
+    for col in ("class", "count", *splits):
+        classes.add_column(col, justify="left" if col == "class" else "right")
+    for c in summary["classes"]:
+        classes.add_row(c, str(summary["class_counts"][c]), *(str(summary["split_class_counts"][s][c])
+                                                               for s in splits))
+    classes.add_row("total", str(summary["records"]), *(str(splits[s]) for s in splits), style="bold")
+    console.print(classes)
+
+    subset = summary.get("subset")
+    groups = Table(title="demographic groups")
+    groups.add_column("group")
+    groups.add_column("count", justify="right")
+    if subset:
+        groups.add_column("available", justify="right")
+    for g, n in summary["group_counts"].items():
+        row = [g, str(n)] + ([str(subset["available_group_counts"][g])] if subset else [])
+        groups.add_row(*row)
+    missing = summary["missing"]
+    groups.add_row("unknown sex", str(missing["sex"]), *([""] if subset else []), style="dim")
+    groups.add_row("unknown age", str(missing["age"]), *([""] if subset else []), style="dim")
+    console.print(groups)
+    if subset:
+        console.print(f"subset: {subset['achieved']} of {subset['requested']} requested "
+                      f"(from {subset['available']}, seed {subset['seed']}): {subset['note']}",
+                      highlight=False)
+    skipped = summary["skipped"]
+    if skipped["total"]:
+        reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped["by_reason"].items())
+        console.print(f"[yellow]skipped {skipped['total']} bad records[/]: {reasons}")
+    cache = summary["cache"]
+    state = "hit (no decoding)" if cache["hit"] else f"{cache['status']}, decoded {cache['decoded']} images"
+    console.print(f"image cache ({summary['image_size']} px): {state} in {cache['seconds']:.2f} s: "
+                  f"{cache['path']}", highlight=False)
+
+
+@app.command("summary")
+def summary_command(
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    subset: int | None = typer.Option(None, "--subset", help=SUBSET_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset and the split."),
+    image_size: int = typer.Option(64, "--image-size", help="Side in pixels the images are decoded to."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where the decoded-image cache lives."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out bad records and report them."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+) -> None:
+    """Counts per class, demographic group and split (through the decoded-image cache)."""
+    prepared = _load(data, subset, seed, image_size, cache_dir, skip_bad, progress)
+    if as_json:
+        print_json(prepared.summary)
+    else:
+        _print_summary(prepared.summary)
+
+
+@app.command("prepare")
+def prepare_command(
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    image_size: int = typer.Option(64, "--image-size", help="Side in pixels the images are decoded to."),
+    subset: int | None = typer.Option(None, "--subset", help=SUBSET_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset and the split."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where the decoded-image cache lives."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out bad records and report them."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+) -> None:
+    """Check both CSVs and every listed image, and build the decoded-image cache."""
+    prepared = _load(data, subset, seed, image_size, cache_dir, skip_bad, progress)
+    summary = prepared.summary
+    if as_json:
+        print_json(summary)
+        return
+    _print_summary(summary)
+    ok = summary["records"]
+    console.print(f"[green]ok[/]: {ok} records checked and cached"
+                  + (f", {summary['skipped']['total']} skipped" if summary["skipped"]["total"] else ""))
+
+
+@app.command("synth")
+def synth_command(
+    out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset into."),
+    n: int = typer.Option(600, "--n", help="Number of records (images)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    image_size: int = typer.Option(64, "--image-size", help="Side of the written JPEGs in pixels."),
+    bias: float = typer.Option(0.5, "--bias", help="0..1: how much harder old and female records are made."),
+) -> None:
+    """Write a SYNTHETIC dataset in the official ISIC 2019 layout (procedural lesion-like images)."""
+    from flnas.data.synthetic import write_synthetic
+
+    path = write_synthetic(out, n=n, seed=seed, image_size=image_size, bias=bias)
+    err_console.print(f"wrote {n} synthetic records ({image_size} px, bias {bias}) to {path}",
+                      highlight=False)
+    console.print(str(path), highlight=False)

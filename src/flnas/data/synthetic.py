@@ -1,0 +1,216 @@
+"""A synthetic dataset in the official ISIC 2019 layout, for tests and the embedded default.
+
+Each of the 8 classes gets procedural lesion-like images with its own colour, shape and texture (MEL dark,
+irregular and variegated; NV round and even brown; BCC pink with red vessels; AK red and scaly; BKL tan with
+a cobblestone pattern; DF small with a pale centre; VASC red-purple lobules; SCC pink with a keratin core), so
+that a small CNN can learn them at 32 px. Demographics (sex, age_approx) are drawn per lesion, a few are left
+empty, and some lesions have two images. ``bias`` makes some groups harder: images of old and of female
+patients get lower lesion contrast and more noise, so group accuracies differ after training. The folder
+holds ``SYNTHETIC.txt`` saying so; :func:`flnas.data.prepare_data` then names the dataset "synthetic (flnas)".
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, LABEL_COLUMNS, METADATA
+from flnas.errors import DataError
+from flnas.paths import cache_root
+
+MARKER = "SYNTHETIC.txt"
+CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
+#: share of each class (NV most common, as in ISIC 2019, but every class well represented)
+CLASS_WEIGHTS = {"MEL": 0.15, "NV": 0.30, "BCC": 0.11, "AK": 0.08, "BKL": 0.12, "DF": 0.07, "VASC": 0.08,
+                 "SCC": 0.09}
+#: lesion colour (RGB), radius range, border irregularity, edge softness
+LOOKS = {
+    "MEL": ((55, 35, 30), (0.55, 0.75), 0.28, 0.04),
+    "NV": ((140, 90, 60), (0.35, 0.50), 0.03, 0.05),
+    "BCC": ((225, 150, 160), (0.40, 0.55), 0.10, 0.08),
+    "AK": ((185, 95, 80), (0.45, 0.65), 0.12, 0.15),
+    "BKL": ((175, 135, 85), (0.40, 0.60), 0.06, 0.02),
+    "DF": ((115, 75, 55), (0.22, 0.32), 0.04, 0.05),
+    "VASC": ((140, 25, 70), (0.40, 0.55), 0.05, 0.04),
+    "SCC": ((205, 105, 95), (0.45, 0.60), 0.18, 0.06),
+}
+SITES = ("anterior torso", "posterior torso", "upper extremity", "lower extremity", "head/neck",
+         "lateral torso", "palms/soles", "")
+AGES = np.arange(5, 90, 5)
+# age weights: about a quarter young (< 30), half middle (30-65), a quarter old (> 65)
+AGE_WEIGHTS = np.array([0.04, 0.05, 0.05, 0.05, 0.06, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07,
+                        0.06, 0.06, 0.06, 0.05])
+DEFAULT_SYNTHETIC = {"n": 600, "seed": 0, "image_size": 64, "bias": 0.5}
+
+
+def _class_labels(n: int, rng: np.random.Generator) -> list[str]:
+    """Labels in the CLASS_WEIGHTS shares (largest remainder), every class at least once when n >= 8."""
+    raw = {c: n * w for c, w in CLASS_WEIGHTS.items()}
+    counts = {c: int(v) for c, v in raw.items()}
+    if n >= len(CLASSES):
+        counts = {c: max(1, v) for c, v in counts.items()}
+    for c in sorted(raw, key=lambda c: counts[c] - raw[c]):
+        if sum(counts.values()) >= n:
+            break
+        counts[c] += 1
+    while sum(counts.values()) > n:
+        counts[max(counts, key=counts.get)] -= 1
+    labels = [c for c in CLASSES for _ in range(counts[c])]
+    return [labels[i] for i in rng.permutation(len(labels))]
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    lin = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    y, x = np.meshgrid(lin, lin, indexing="ij")
+    return y, x
+
+
+def _lesion_image(label: str, size: int, hard: float, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """One RGB uint8 image of a lesion of class ``label``; ``hard`` in [0, 1] lowers contrast, adds noise."""
+    colour, _, irregular, soft = LOOKS[label]
+    y, x = _grid(size)
+    cx, cy, angle = params["cx"], params["cy"], params["angle"] + rng.normal(0, 0.1)
+    dx, dy = x - cx, y - cy
+    u = dx * math.cos(angle) + dy * math.sin(angle)
+    v = -dx * math.sin(angle) + dy * math.cos(angle)
+    theta = np.arctan2(v, u)
+    dist = np.sqrt((u / params["ax"]) ** 2 + (v / params["ay"]) ** 2)
+    edge = 1.0 + irregular * sum(a * np.sin(k * theta + p) for k, a, p in params["harmonics"])
+    mask = 1.0 / (1.0 + np.exp(-(params["radius"] * edge - dist * params["radius"]) / soft))
+
+    skin = np.array(params["skin"], dtype=np.float32)
+    background = skin + 12.0 * (x * params["shade"][0] + y * params["shade"][1])[..., None]
+    lesion = np.broadcast_to(np.array(colour, dtype=np.float32), (size, size, 3)).copy()
+    r = dist  # 0 at the centre, 1 at the (mean) border
+    if label == "MEL":  # variegated: blue-grey and black blotches
+        blot = np.sin(7 * u + params["phase"]) * np.sin(6 * v - params["phase"])
+        lesion += (blot > 0.3)[..., None] * np.array([35, 45, 80], np.float32)
+        lesion -= (blot < -0.5)[..., None] * 30
+    elif label == "NV":  # even, slightly darker centre
+        lesion -= (25 * (1 - np.clip(r, 0, 1)))[..., None]
+    elif label == "BCC":  # thin red vessels
+        vessels = np.abs(np.sin(9 * u + 3 * np.sin(4 * v + params["phase"]))) < 0.18
+        lesion[vessels] = (190, 40, 50)
+    elif label == "AK":  # rough scaly surface
+        lesion += 28 * rng.standard_normal((size, size, 1), dtype=np.float32)
+    elif label == "BKL":  # cobblestone / stuck-on pattern
+        cells = np.sin(14 * u + params["phase"]) * np.sin(14 * v)
+        lesion -= (cells > 0.2)[..., None] * np.array([45, 40, 25], np.float32)
+    elif label == "DF":  # pale central patch inside a brown ring
+        lesion[r < 0.5] = (235, 220, 205)
+    elif label == "VASC":  # red-purple lobules
+        lobes = np.zeros((size, size), np.float32)
+        for lx, ly in params["lobes"]:
+            lobes = np.maximum(lobes, np.exp(-(((x - cx - lx) ** 2 + (y - cy - ly) ** 2) / 0.02)))
+        lesion = lesion * (0.6 + 0.6 * lobes[..., None])
+    elif label == "SCC":  # yellow-white keratin core
+        lesion[r < 0.4] = (230, 215, 160)
+
+    contrast = 1.0 - 0.65 * hard
+    image = background + (contrast * mask)[..., None] * (lesion - background)
+    image += (4.0 + 30.0 * hard) * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _lesion_params(label: str, rng: np.random.Generator) -> dict:
+    tone = rng.uniform(0, 1)
+    skin = (235 - 60 * tone, 195 - 70 * tone, 170 - 70 * tone)
+    return {
+        "cx": rng.uniform(-0.15, 0.15), "cy": rng.uniform(-0.15, 0.15), "angle": rng.uniform(0, math.pi),
+        "radius": rng.uniform(*LOOKS[label][1]), "ax": rng.uniform(0.85, 1.15), "ay": rng.uniform(0.75, 1.1),
+        "harmonics": [(k, rng.uniform(0.3, 1.0), rng.uniform(0, 2 * math.pi)) for k in (2, 3, 5)],
+        "skin": skin, "shade": rng.uniform(-1, 1, 2), "phase": rng.uniform(0, 2 * math.pi),
+        "lobes": [tuple(rng.uniform(-0.25, 0.25, 2)) for _ in range(int(rng.integers(3, 6)))],
+    }
+
+
+def _hardness(sex: str, age: float, bias: float) -> float:
+    """How much harder this record is made: old counts 0.6, female 0.4, scaled by ``bias``."""
+    old = 0.6 if (not math.isnan(age) and age > 65) else 0.0
+    female = 0.4 if sex == "female" else 0.0
+    return bias * (old + female)
+
+
+def write_synthetic(out: str | Path, *, n: int = 600, seed: int = 0, image_size: int = 64,
+                    bias: float = 0.5) -> Path:
+    """Write ``n`` synthetic records in the official ISIC 2019 layout into ``out``; return ``out``."""
+    out = Path(out).expanduser()
+    if n < 1:
+        raise DataError(f"--n must be at least 1, not {n}")
+    if not 8 <= image_size <= 1024:
+        raise DataError(f"--image-size must be between 8 and 1024 pixels, not {image_size}")
+    if not 0.0 <= bias <= 1.0:
+        raise DataError(f"--bias must be between 0 and 1, not {bias}")
+    if (out / GROUND_TRUTH).exists() and not (out / MARKER).exists():
+        raise DataError(f"{out}: holds a dataset that is not synthetic; refusing to overwrite it")
+    images_dir = out / IMAGE_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).unlink(missing_ok=True)  # written last: its presence means the set is complete
+    rng = np.random.default_rng(seed)
+    labels = _class_labels(n, rng)
+
+    truth_rows, meta_rows = [], []
+    previous: dict | None = None
+    for i, label in enumerate(labels):
+        if previous is not None and not previous["paired"] and rng.random() < 0.12:
+            lesion = previous  # a second image of the same lesion
+            lesion["paired"] = True
+        else:
+            age = float(rng.choice(AGES, p=AGE_WEIGHTS / AGE_WEIGHTS.sum()))
+            lesion = {
+                "label": label, "params": _lesion_params(label, rng), "paired": False,
+                "lesion_id": f"SYN_{i:07d}",
+                "sex": "" if rng.random() < 0.03 else str(rng.choice(["male", "female"])),
+                "age": math.nan if rng.random() < 0.03 else age,
+                "site": str(rng.choice(SITES)),
+            }
+        previous = lesion
+        name = f"ISIC_{9000000 + i:07d}" + ("_downsampled" if i % 25 == 24 else "")
+        pixels = _lesion_image(lesion["label"], image_size, _hardness(lesion["sex"], lesion["age"], bias),
+                               lesion["params"], rng)
+        Image.fromarray(pixels).save(images_dir / f"{name}.jpg", quality=92)
+        truth_rows.append([name] + ["1.0" if c == lesion["label"] else "0.0" for c in LABEL_COLUMNS])
+        age_text = "" if math.isnan(lesion["age"]) else f"{lesion['age']:.1f}"
+        meta_rows.append([name, age_text, lesion["site"], lesion["lesion_id"], lesion["sex"]])
+
+    with open(out / GROUND_TRUTH, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", *LABEL_COLUMNS])
+        writer.writerows(truth_rows)
+    with open(out / METADATA, "w", newline="") as fh:  # rows in another order, as real data may have
+        writer = csv.writer(fh)
+        writer.writerow(["image", "age_approx", "anatom_site_general", "lesion_id", "sex"])
+        writer.writerows(meta_rows[j] for j in rng.permutation(len(meta_rows)))
+    (out / MARKER).write_text(
+        "This dataset is SYNTHETIC: procedural lesion-like images written by flnas (write_synthetic), "
+        f"not real dermoscopy.\nn={n} seed={seed} image_size={image_size} bias={bias}\n")
+    return out
+
+
+def default_synthetic_dir() -> Path:
+    """The embedded default dataset (synthetic), written once under ``cache_root()`` and reused."""
+    spec = DEFAULT_SYNTHETIC
+    root = cache_root() / f"synthetic-v1-n{spec['n']}-s{spec['seed']}-{spec['image_size']}px"
+    if (root / MARKER).is_file():
+        return root
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_synthetic(tmp, **spec)
+    try:
+        if root.exists() and not (root / MARKER).is_file():
+            shutil.rmtree(root, ignore_errors=True)  # an interrupted earlier attempt
+        os.replace(tmp, root)
+    except OSError:
+        if not (root / MARKER).is_file():  # someone else finished first, unless something really failed
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
