@@ -1,9 +1,184 @@
-"""`flnas evaluate` (placeholder until its owner fills it in)."""
+"""`flnas evaluate SPEC.json`: train one architecture under the evaluator's settings, print every metric."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.markup import escape
+
+from flnas.cli._common import console, err_console, fmt, print_json
+from flnas.errors import SpecError
+
+
+def _read_spec(path: Path) -> Any:
+    """The spec file as JSON data (validation happens in the evaluator, which reports every problem)."""
+    if not path.exists():
+        raise SpecError(f"{path}: spec file not found")
+    if not path.is_file():
+        raise SpecError(f"{path}: is not a file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: is not a UTF-8 text file") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def _split_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="accuracy and fairness", title_justify="left")
+    for column in ("split", "loss", "accuracy", "balanced acc.", "unfairness", "EODD", "EOPP1", "EOPP2"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split in ("train", "val", "test"):
+        part = metrics.get(split) or {}
+        table.add_row(
+            split,
+            fmt(part.get("loss")),
+            fmt(part.get("accuracy"), percent=True),
+            fmt(part.get("balanced_accuracy"), percent=True),
+            fmt(part.get("unfairness")),
+            fmt(part.get("eodd")),
+            fmt(part.get("eopp1")),
+            fmt(part.get("eopp2")),
+        )
+    return table
+
+
+def _group_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from flnas.data.groups import GROUPS
+
+    table = Table(title="per-group accuracy (count)", title_justify="left")
+    table.add_column("split")
+    for group in GROUPS:
+        table.add_column(group, justify="right")
+    for split in ("val", "test"):
+        groups = (metrics.get(split) or {}).get("groups") or {}
+        cells = []
+        for group in GROUPS:
+            info = groups.get(group)
+            cells.append(
+                f"{fmt(info.get('accuracy'), percent=True)} ({info.get('count', 0)})" if info else "n/a (0)"
+            )
+        table.add_row(split, *cells)
+    return table
+
+
+def _hardware_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="model and hardware", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    params, flops = metrics.get("params"), metrics.get("flops")
+    rows = [
+        ("params", f"{params:,}" if params is not None else "n/a"),
+        ("FLOPs", f"{flops:,}" if flops is not None else "n/a"),
+        ("peak memory (MB)", fmt(metrics.get("peak_memory_mb"), 2)),
+        ("latency, batch 2 (s)", fmt(metrics.get("latency_s"), 6)),
+        ("throughput (images/s)", fmt(metrics.get("throughput"), 1)),
+        ("ONNX latency, 1 thread (s)", fmt(metrics.get("onnx_latency_s"), 6)),
+        ("epochs (best)", f"{metrics.get('epochs')} ({metrics.get('best_epoch')})"),
+        ("training (s)", fmt(metrics.get("train_seconds"), 1)),
+        ("device", str(metrics.get("device"))),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `flnas evaluate` to the root app."""
+
+    @app.command("evaluate")
+    def evaluate(
+        spec_path: Path = typer.Argument(
+            ..., metavar="SPEC.json", help="Architecture JSON (see `flnas space schema`)."
+        ),
+        data: Path | None = typer.Option(
+            None, "--data", help="ISIC 2019 directory; omitted: the embedded synthetic set."
+        ),
+        subset: int | None = typer.Option(None, "--subset", help="Use N records (balanced over groups)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
+        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
+        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+        image_size: int = typer.Option(64, "--image-size", help="Square input size in pixels."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the split, weight init and batches."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
+        choices_path: Path | None = typer.Option(None, "--choices", help="Choices file (JSON/YAML)."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Keep spec, weights, ONNX, code, metrics, predictions."
+        ),
+        json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
+    ) -> None:
+        """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
+        from flnas.data import default_synthetic_dir, prepare_data
+        from flnas.evaluate import Evaluator, TrainConfig, format_opt_metrics
+        from flnas.space import load_choices
+
+        spec = _read_spec(spec_path)
+        choices = load_choices(choices_path)
+        overrides = {"epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr}
+        config = TrainConfig(
+            seed=seed,
+            device=device,
+            measure_hardware=not no_hardware,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        root = data if data is not None else default_synthetic_dir()
+        prepared = prepare_data(
+            root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir, progress=not json_out
+        )
+        evaluator = Evaluator(prepared, config, choices=choices)
+        result = evaluator.evaluate(spec, name=spec_path.stem, out_dir=out, on_epoch=_progress(json_out))
+        metrics = result.metrics
+        if json_out:
+            print_json(metrics)
+        else:
+            label = " (synthetic data)" if prepared.synthetic else ""
+            console.print(
+                f"[bold]{escape(spec_path.name)}[/] on {escape(prepared.name)}{label}, "
+                f"{metrics.get('device')}",
+                highlight=False,
+            )
+            if result.ok:
+                console.print(format_opt_metrics(metrics), markup=False, highlight=False, soft_wrap=True)
+                console.print(_split_table(metrics))
+                console.print(_group_table(metrics))
+                console.print(_hardware_table(metrics))
+                if metrics.get("hardware", {}).get("error"):
+                    err_console.print(
+                        f"[yellow]warning:[/] {escape(metrics['hardware']['error'])}", highlight=False
+                    )
+                if out is not None:
+                    console.print(f"artifacts written to {out}")
+        if not result.ok:
+            err_console.print(
+                f"[bold red]failed:[/] {escape(str(result.reason))}", highlight=False, soft_wrap=True
+            )
+            sys.exit(1)  # not typer.Exit: main() runs click with standalone_mode=False, which drops its code
+
+
+def _progress(quiet: bool) -> Any:
+    """An on_epoch callback that prints one line per epoch on stderr (nothing with --json)."""
+    if quiet:
+        return None
+
+    def on_epoch(epoch: int, logs: dict[str, Any]) -> None:
+        err_console.print(
+            f"epoch {epoch}/{logs['epochs']}: train loss {fmt(logs['train_loss'])}, "
+            f"val loss {fmt(logs['val_loss'])}, val acc {fmt(logs['val_accuracy'], percent=True)} "
+            f"({logs['seconds']:.1f} s)",
+            highlight=False,
+        )
+
+    return on_epoch

@@ -1,0 +1,203 @@
+"""`flnas evaluate`: the --json object, the human output, artifacts, and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flnas.cli.main import main
+
+TOP_KEYS = {
+    "params",
+    "flops",
+    "peak_memory_mb",
+    "latency_s",
+    "throughput",
+    "onnx_latency_s",
+    "epochs",
+    "device",
+    "train_seconds",
+    "train",
+    "val",
+    "test",
+}
+SPLIT_KEYS = {
+    "loss",
+    "accuracy",
+    "balanced_accuracy",
+    "unfairness",
+    "eodd",
+    "eopp1",
+    "eopp2",
+    "groups",
+    "pairs",
+}
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    from flnas.space import example_spec
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(example_spec().model_dump(mode="json")))
+    return path
+
+
+def test_json_has_every_required_key_and_out_keeps_artifacts(spec_file, synth_dir, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, _ = run_cli(
+        [
+            "evaluate",
+            spec_file,
+            "--data",
+            synth_dir,
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            out_dir,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    metrics = json.loads(out)
+    assert TOP_KEYS <= set(metrics)
+    for key in ("params", "flops", "peak_memory_mb", "latency_s", "throughput", "onnx_latency_s"):
+        assert metrics[key] is not None and metrics[key] > 0, key
+    assert metrics["epochs"] == 1 and metrics["config"]["batch_size"] == 32
+    assert set(metrics["train"]) == {"loss", "accuracy"}
+    assert SPLIT_KEYS <= set(metrics["val"]) and SPLIT_KEYS <= set(metrics["test"])
+    assert metrics["dataset"]["synthetic"] is True
+    files = {p.name for p in out_dir.iterdir()}
+    assert {"spec.json", "model.pt", "model.onnx", "model.py", "metrics.json", "predictions.csv"} <= files
+    assert json.loads((out_dir / "metrics.json").read_text())["test"] == metrics["test"]
+
+
+def test_metrics_cli_recomputes_the_test_metrics_from_predictions(spec_file, synth_dir, tmp_path, capsys):
+    from flnas.cli import metrics as metrics_cli
+
+    if "placeholder" in (metrics_cli.__doc__ or ""):
+        pytest.skip("`flnas metrics` is not written yet")
+    out_dir = tmp_path / "out"
+    code, out, _ = run_cli(
+        [
+            "evaluate",
+            spec_file,
+            "--data",
+            synth_dir,
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--no-hardware",
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            out_dir,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    test = json.loads(out)["test"]
+    code, out, _ = run_cli(["metrics", "--predictions", out_dir / "predictions.csv", "--json"], capsys)
+    assert code == 0
+    recomputed = json.loads(out)
+    for key in ("accuracy", "balanced_accuracy", "unfairness", "eodd", "eopp1", "eopp2", "groups", "pairs"):
+        assert recomputed[key] == test[key], key
+
+
+def test_human_output_has_the_metric_line_and_tables(spec_file, synth_dir, tmp_path, capsys):
+    code, out, err = run_cli(
+        [
+            "evaluate",
+            spec_file,
+            "--data",
+            synth_dir,
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--no-hardware",
+            "--cache-dir",
+            tmp_path / "cache",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "(synthetic data)" in out
+    assert "Train Loss: " in out and "Fairness Detail: [male: (" in out and "Latency: n/a" in out
+    assert "accuracy and fairness" in out and "per-group accuracy" in out
+    assert "epoch 1/1" in err
+
+
+def test_invalid_spec_prints_the_reason_and_exits_1(spec_file, synth_dir, tmp_path, capsys):
+    spec = json.loads(spec_file.read_text())
+    spec["layers"][0]["channels"] = -5
+    spec_file.write_text(json.dumps(spec))
+    code, out, err = run_cli(
+        [
+            "evaluate",
+            spec_file,
+            "--data",
+            synth_dir,
+            "--image-size",
+            "32",
+            "--no-hardware",
+            "--cache-dir",
+            tmp_path / "cache",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 1
+    assert json.loads(out)["status"] == "failed"
+    assert "invalid spec" in err and "layers[0].channels" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "spec file not found"), ("{oops", "line 1: not valid JSON")]
+)
+def test_unreadable_spec_is_a_one_line_user_error(tmp_path, capsys, content, message):
+    path = tmp_path / "spec.json"
+    if content is not None:
+        path.write_text(content)
+    code, _, err = run_cli(["evaluate", path, "--no-hardware"], capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_without_data_uses_the_embedded_synthetic_set(spec_file, capsys):
+    code, out, _ = run_cli(
+        [
+            "evaluate",
+            spec_file,
+            "--subset",
+            "120",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--no-hardware",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["dataset"]["synthetic"] is True and "synthetic" in metrics["dataset"]["name"]
