@@ -11,6 +11,7 @@ from flnas.cli._common import console, fmt, print_json
 
 _CLASSES_FROM = {
     "given": "classes from --classes",
+    "metrics.json": "classes: the dataset's list, from the metrics.json beside the predictions",
     "names seen": "classes: the sorted names seen in y_true/y_pred (pass --classes to fix the list)",
     "indices": "classes: indices 0..max seen in y_true/y_pred (pass --classes to fix the list)",
 }
@@ -33,7 +34,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--classes",
             help="Comma-separated class list, e.g. MEL,NV,BCC,AK,BKL,DF,VASC,SCC "
-            "(default: the sorted names seen, or 0..max for indices).",
+            "(default: the dataset's list from a metrics.json beside FILE, as `flnas evaluate --out` writes; "
+            "else the sorted names seen, or 0..max for indices).",
         ),
     ) -> None:
         """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions."""
@@ -48,11 +50,31 @@ def register(app: typer.Typer) -> None:
                     f"--classes {classes!r}: give a comma-separated list of distinct class names"
                 )
         df = read_predictions(predictions)
+        from_sidecar = class_list is None and (class_list := _sidecar_classes(predictions)) is not None
         result = fairness_from_predictions(df, classes=class_list, source=str(predictions))
+        if from_sidecar:
+            result["classes_from"] = "metrics.json"
         if as_json:
             print_json(result)
         else:
             print_table(result, title=f"fairness metrics of {predictions}")
+
+
+def _sidecar_classes(predictions: Path) -> list[str] | None:
+    """The dataset's class list from the evaluator's metrics.json next to predictions.csv, when there is one.
+
+    A test split may lack a class; the fairness averages must still run over the dataset's full list.
+    """
+    import json
+
+    sidecar = Path(predictions).with_name("metrics.json")
+    try:
+        classes = json.loads(sidecar.read_text())["dataset"]["classes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        return classes
+    return None
 
 
 def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> None:
