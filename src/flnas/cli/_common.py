@@ -39,3 +39,11 @@ def fmt(value: float | None, digits: int = 4, percent: bool = False) -> str:
     if percent:
         return f"{100 * value:.2f}%"
     return f"{value:.{digits}f}"
+
+
+def wide_console(min_width: int = 160) -> Console:
+    """The console for wide tables: the terminal as it is, or, when output is piped, one wide enough not to
+    cut numbers short (rich assumes 80 columns for a pipe)."""
+    if console.is_terminal:
+        return console
+    return Console(file=sys.stdout, width=max(console.width, min_width))

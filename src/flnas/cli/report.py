@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from flnas.cli._common import console, err_console
+from flnas.cli._common import console, err_console, wide_console
 from flnas.errors import FlnasError
 
 DEFAULT_IMAGE_SIZE = 64
@@ -137,7 +137,7 @@ def make_report(
         run_repeats(study, repeats, top=top, data=data, out_dir=out, log=_log)
     table = build_table(study, top=top, rule=rule, tolerance=tolerance)
     run_notes(table, data=data)
-    return write_report(table, out, formats=formats, console=console)
+    return write_report(table, out, formats=formats, console=wide_console())
 
 
 def _formats(text: str) -> list[str]:

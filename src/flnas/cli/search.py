@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from flnas.cli._common import console, err_console, fmt
+from flnas.cli._common import console, err_console, fmt, wide_console
 from flnas.errors import FlnasError
 
 DEFAULT_STUDY_EMBEDDED = "flnas-default"
@@ -237,7 +236,7 @@ def _run(
         highlight=False,
     )
     if ranked:
-        wide = console if console.is_terminal else Console(file=sys.stdout, width=max(console.width, 120))
+        wide = wide_console(120)
         wide.print(_top_table(ranked, result.best))
     best = result.best
     if best is None:
