@@ -7,6 +7,7 @@ import json
 import pytest
 
 from flnas.cli.main import main
+from test_evaluator import SPLIT_KEYS
 
 TOP_KEYS = {
     "params",
@@ -22,17 +23,6 @@ TOP_KEYS = {
     "val",
     "test",
 }
-SPLIT_KEYS = {
-    "loss",
-    "accuracy",
-    "balanced_accuracy",
-    "unfairness",
-    "eodd",
-    "eopp1",
-    "eopp2",
-    "groups",
-    "pairs",
-}
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
@@ -40,6 +30,11 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
         main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return int(info.value.code or 0), out, err
+
+
+def evaluate_argv(spec_file, synth_dir, tmp_path, *flags) -> list:
+    """`flnas evaluate SPEC` on the synthetic set at 32x32 with a per-test image cache, plus ``flags``."""
+    return ["evaluate", spec_file, "--data", synth_dir, "--image-size", "32", "--cache-dir", tmp_path / "cache", *flags]
 
 
 @pytest.fixture
@@ -53,26 +48,10 @@ def spec_file(tmp_path):
 
 def test_json_has_every_required_key_and_out_keeps_artifacts(spec_file, synth_dir, tmp_path, capsys):
     out_dir = tmp_path / "out"
-    code, out, _ = run_cli(
-        [
-            "evaluate",
-            spec_file,
-            "--data",
-            synth_dir,
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "32",
-            "--cache-dir",
-            tmp_path / "cache",
-            "--out",
-            out_dir,
-            "--json",
-        ],
-        capsys,
+    argv = evaluate_argv(
+        spec_file, synth_dir, tmp_path, "--epochs", "1", "--batch-size", "32", "--out", out_dir, "--json"
     )
+    code, out, _ = run_cli(argv, capsys)
     assert code == 0
     metrics = json.loads(out)
     assert TOP_KEYS <= set(metrics)
@@ -89,25 +68,8 @@ def test_json_has_every_required_key_and_out_keeps_artifacts(spec_file, synth_di
 
 def test_metrics_cli_recomputes_the_test_metrics_from_predictions(spec_file, synth_dir, tmp_path, capsys):
     out_dir = tmp_path / "out"
-    code, out, _ = run_cli(
-        [
-            "evaluate",
-            spec_file,
-            "--data",
-            synth_dir,
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--no-hardware",
-            "--cache-dir",
-            tmp_path / "cache",
-            "--out",
-            out_dir,
-            "--json",
-        ],
-        capsys,
-    )
+    argv = evaluate_argv(spec_file, synth_dir, tmp_path, "--epochs", "1", "--no-hardware", "--out", out_dir, "--json")
+    code, out, _ = run_cli(argv, capsys)
     assert code == 0
     test = json.loads(out)["test"]
     code, out, _ = run_cli(["metrics", "--predictions", out_dir / "predictions.csv", "--json"], capsys)
@@ -121,22 +83,7 @@ def test_metrics_cli_recomputes_the_test_metrics_from_predictions(spec_file, syn
 
 
 def test_human_output_has_the_metric_line_and_tables(spec_file, synth_dir, tmp_path, capsys):
-    code, out, err = run_cli(
-        [
-            "evaluate",
-            spec_file,
-            "--data",
-            synth_dir,
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--no-hardware",
-            "--cache-dir",
-            tmp_path / "cache",
-        ],
-        capsys,
-    )
+    code, out, err = run_cli(evaluate_argv(spec_file, synth_dir, tmp_path, "--epochs", "1", "--no-hardware"), capsys)
     assert code == 0
     assert "(synthetic data)" in out
     assert "Train Loss: " in out and "Fairness Detail: [male: (" in out and "Latency: n/a" in out
@@ -148,21 +95,7 @@ def test_invalid_spec_prints_the_reason_and_exits_1(spec_file, synth_dir, tmp_pa
     spec = json.loads(spec_file.read_text())
     spec["layers"][0]["channels"] = -5
     spec_file.write_text(json.dumps(spec))
-    code, out, err = run_cli(
-        [
-            "evaluate",
-            spec_file,
-            "--data",
-            synth_dir,
-            "--image-size",
-            "32",
-            "--no-hardware",
-            "--cache-dir",
-            tmp_path / "cache",
-            "--json",
-        ],
-        capsys,
-    )
+    code, out, err = run_cli(evaluate_argv(spec_file, synth_dir, tmp_path, "--no-hardware", "--json"), capsys)
     assert code == 1
     assert json.loads(out)["status"] == "failed"
     assert "invalid spec" in err and "layers[0].channels" in err

@@ -9,21 +9,13 @@ from types import SimpleNamespace
 import pytest
 from optuna.trial import TrialState
 
-from flnas.designers.base import DesignContext, Designer, Proposal, TaskInfo
+from flnas.designers.base import DesignContext, Designer, Proposal
 from flnas.errors import StudyError
 from flnas.space import example_spec, load_choices, spec_key
 from flnas.study.history import INTERRUPTED, load_candidates
 from flnas.study.loop import run_search
 from flnas.study.storage import open_study
-
-CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
-TASK = TaskInfo(
-    dataset="synthetic",
-    classes=CLASSES,
-    groups={"sex": ["male", "female"]},
-    image_size=32,
-    env="Raspberry Pi 4",
-)
+from test_designers import TASK
 
 
 def spec_with(channels: int) -> dict:

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, print_json
 from flnas.errors import SpecError
 
@@ -101,24 +102,22 @@ def register(app: typer.Typer) -> None:
         spec_path: Path = typer.Argument(
             ..., metavar="SPEC.json", help="Architecture JSON (see `flnas space schema`)."
         ),
-        data: Path | None = typer.Option(
-            None, "--data", help="ISIC 2019 directory; omitted: the embedded synthetic set."
-        ),
-        subset: int | None = typer.Option(None, "--subset", help="Use N records (balanced over groups)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
-        image_size: int = typer.Option(64, "--image-size", help="Square input size in pixels."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the split, weight init and batches."),
-        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
-        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
-        choices_path: Path | None = typer.Option(None, "--choices", help="Choices file (JSON/YAML)."),
+        data: opt.Data = None,
+        subset: opt.Subset = None,
+        epochs: opt.Epochs = None,
+        patience: opt.Patience = None,
+        batch_size: opt.BatchSize = None,
+        lr: opt.Lr = None,
+        image_size: opt.ImageSize = 64,
+        seed: opt.Seed = 0,
+        device: opt.Device = "auto",
+        cache_dir: opt.CacheDir = None,
+        choices_path: opt.ChoicesPath = None,
         out: Path | None = typer.Option(
             None, "--out", help="Keep spec, weights, ONNX, code, metrics, predictions."
         ),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
+        no_hardware: opt.NoHardware = False,
     ) -> None:
         """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
         from flnas.data import default_synthetic_dir, prepare_data
@@ -127,13 +126,10 @@ def register(app: typer.Typer) -> None:
 
         spec = _read_spec(spec_path)
         choices = load_choices(choices_path)
-        overrides = {"epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr}
-        config = TrainConfig(
-            seed=seed,
-            device=device,
-            measure_hardware=not no_hardware,
-            **{k: v for k, v in overrides.items() if v is not None},
+        given = opt.train_overrides(
+            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
         )
+        config = TrainConfig(seed=seed, **given)
         root = data if data is not None else default_synthetic_dir()
         prepared = prepare_data(
             root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir, progress=not json_out

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, wide_console
 from flnas.errors import FlnasError
 
 DEFAULT_IMAGE_SIZE = 64
+ALL_MODELS = "resnet18,resnet34,mobilenetv1,mobilenetv2"
+ALL_FORMATS = "terminal,md,csv,tex,html,png"
+
+# options that `report` and `experiment` (and `baselines`) share
+Models = Annotated[str, typer.Option("--models", help="Baselines.")]
+Repeats = Annotated[
+    int, typer.Option("--repeats", min=0, help="Re-train Table I's rows with R more seeds (mean ± std).")
+]
+Top = Annotated[int, typer.Option("--top", min=1, help="How many searched models in Table I (Search-1..k).")]
+Formats = Annotated[str, typer.Option("--formats", help="Comma-separated report outputs.")]
 
 
 def _log(message: str) -> None:
@@ -30,83 +41,34 @@ def _on_epoch(epoch: int, logs: dict[str, Any]) -> None:
 
 
 def prepare_study(
-    study_name: str,
-    storage: str | None,
-    *,
-    data: Path | None,
-    subset: int | None,
-    seed: int | None,
-    image_size: int | None,
-    cache_dir: Path | None,
-    env: str | None,
-    choices_path: Path | None,
-    train: dict[str, Any],
+    study_name: str, storage: str | None, *, train: dict[str, Any], **flags: Any
 ) -> tuple[Any, dict[str, Any], Any]:
     """(study, setup, PreparedData): the study's own setup if it has one, else a new one from these options.
 
-    Options given explicitly that differ from an existing study's setup are refused in one sentence, so
+    ``flags`` are :func:`flnas.study.setup.resolve_setup`'s (data, subset, seed, image_size, cache_dir,
+    env, choices_path); options that differ from an existing study's setup are refused in one sentence, so
     every model of a study is trained on the same data under the same settings.
     """
-    from flnas.study.setup import data_from_setup, make_setup, setup_conflicts
-    from flnas.study.storage import get_setup, open_study, set_setup
+    from flnas.study.setup import resolve_setup
+    from flnas.study.storage import open_study
 
     study = open_study(study_name, storage, create=True)
-    setup = get_setup(study)
-    train = {k: v for k, v in train.items() if v is not None}
-    if setup:
-        requested: dict[str, Any] = {"train": dict(train)}
-        if seed is not None:
-            requested["train"]["seed"] = seed
-        given = {
-            "data": str(data.resolve()) if data else None,
-            "subset": subset,
-            "seed": seed,
-            "image_size": image_size,
-            "env": env,
-        }
-        requested.update({k: v for k, v in given.items() if v is not None})
-        conflicts = setup_conflicts(setup, requested)
-        if conflicts:
-            raise FlnasError(
-                f"study {study_name!r} was made with other settings: {'; '.join(conflicts)}; "
-                "drop these options or use another --study"
-            )
-        _log(
-            f"study {study_name!r}: using its setup ({setup.get('dataset')}, "
-            f"image size {setup.get('image_size')})"
-        )
-        return study, setup, data_from_setup(setup, progress=True)
-
-    from flnas.data import default_synthetic_dir, prepare_data
-    from flnas.evaluate import TrainConfig
-    from flnas.space import load_choices
-    from flnas.study.setup import DEFAULT_ENV
-
-    seed = 0 if seed is None else seed
-    image_size = image_size or DEFAULT_IMAGE_SIZE
-    root = data if data is not None else default_synthetic_dir()
-    prepared = prepare_data(root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir)
-    setup = make_setup(
-        data=prepared,
-        data_arg=data,
-        subset=subset,
-        seed=seed,
-        image_size=image_size,
-        cache_dir=cache_dir,
-        train=TrainConfig(**{"seed": seed, **train}),
-        env=env or DEFAULT_ENV,
-        choices=load_choices(choices_path),
-    )
-    set_setup(study, setup)
-    _log(f"study {study_name!r}: created ({prepared.name}, image size {image_size})")
+    defaults = {"image_size": DEFAULT_IMAGE_SIZE}
+    setup, prepared, resumed = resolve_setup(study, train=train, defaults=defaults, **flags)
+    if resumed:
+        _log(f"study {study_name!r}: using its setup ({setup.get('dataset')}, image size {setup.get('image_size')})")
+    else:
+        _log(f"study {study_name!r}: created ({prepared.name}, image size {setup['image_size']})")
     return study, setup, prepared
 
 
-def _evaluator(setup: dict[str, Any], data: Any) -> Any:
+def _evaluator(setup: dict[str, Any], data: Any, train: dict[str, Any]) -> Any:
+    """The study's evaluator; ``--device`` (in ``train``) says where this run trains, as in `flnas search`."""
     from flnas.evaluate import Evaluator
     from flnas.study.setup import choices_from_setup, train_config_from_setup
 
-    return Evaluator(data, train_config_from_setup(setup), choices=choices_from_setup(setup))
+    run_on = {"device": train["device"]} if "device" in train else {}
+    return Evaluator(data, train_config_from_setup(setup, **run_on), choices=choices_from_setup(setup))
 
 
 def make_report(
@@ -150,19 +112,13 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         study_name: str = typer.Option(..., "--study", help="Study to report."),
-        storage: str | None = typer.Option(
-            None, "--storage", help="SQLAlchemy URL or SQLite file (default ./flnas.db)."
-        ),
+        storage: opt.Storage = None,
         out: Path = typer.Option(
             ..., "--out", help="Directory for table.md/.csv/.tex, report.html and PNGs."
         ),
-        repeats: int = typer.Option(
-            0, "--repeats", min=0, help="Re-train every row with R more seeds (mean ± std)."
-        ),
-        top: int = typer.Option(3, "--top", min=1, help="How many searched models (Search-1..k)."),
-        formats: str = typer.Option(
-            "terminal,md,csv,tex,html,png", "--formats", help="Comma-separated outputs."
-        ),
+        repeats: Repeats = 0,
+        top: Top = 3,
+        formats: Formats = ALL_FORMATS,
         selection: str | None = typer.Option(
             None, "--selection", help="Selection rule (default: the study's)."
         ),
@@ -186,47 +142,35 @@ def register(app: typer.Typer) -> None:
 
     @app.command("baselines")
     def baselines(
-        data: Path | None = typer.Option(
-            None, "--data", help="ISIC 2019 directory; omitted: embedded synthetic set."
-        ),
-        subset: int | None = typer.Option(None, "--subset", help="Use N records (balanced over groups)."),
-        models: str = typer.Option(
-            "resnet18,resnet34,mobilenetv1,mobilenetv2", "--models", help="Baselines."
-        ),
+        data: opt.Data = None,
+        subset: opt.Subset = None,
+        models: Models = ALL_MODELS,
         study_name: str = typer.Option(
             "flnas", "--study", help="Study to record them in (its setup is reused)."
         ),
-        storage: str | None = typer.Option(
-            None, "--storage", help="SQLAlchemy URL or SQLite file (default ./flnas.db)."
-        ),
+        storage: opt.Storage = None,
         out: Path | None = typer.Option(None, "--out", help="Keep each baseline's artifacts here."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
-        image_size: int | None = typer.Option(
-            None, "--image-size", help="Input size in pixels (default 64)."
-        ),
-        seed: int | None = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
-        device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N."),
-        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
-        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
+        epochs: opt.Epochs = None,
+        patience: opt.Patience = None,
+        batch_size: opt.BatchSize = None,
+        lr: opt.Lr = None,
+        image_size: opt.ImageSize = None,
+        seed: opt.Seed = None,
+        device: opt.Device = None,
+        cache_dir: opt.CacheDir = None,
+        no_hardware: opt.NoHardware = False,
     ) -> None:
         """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
         from flnas.report import parse_models, run_baselines
 
         names = parse_models(models)
-        train = {
-            "epochs": epochs,
-            "patience": patience,
-            "batch_size": batch_size,
-            "lr": lr,
-            "device": device,
-            "measure_hardware": False if no_hardware else None,
-        }
+        train = opt.train_overrides(
+            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
+        )
         study, setup, prepared = prepare_study(
             study_name,
             storage,
+            train=train,
             data=data,
             subset=subset,
             seed=seed,
@@ -234,51 +178,42 @@ def register(app: typer.Typer) -> None:
             cache_dir=cache_dir,
             env=None,
             choices_path=None,
-            train=train,
         )
         done = run_baselines(
-            study, names, _evaluator(setup, prepared), out_dir=out, log=_log, on_epoch=_on_epoch
+            study, names, _evaluator(setup, prepared, train), out_dir=out, log=_log, on_epoch=_on_epoch
         )
         ok = sum(1 for c in done if c.status == "ok")
         console.print(f"{ok}/{len(names)} baselines ok in study {study_name!r}")
 
     @app.command("experiment")
     def experiment(
-        data: Path | None = typer.Option(
-            None, "--data", help="ISIC 2019 directory; omitted: embedded synthetic set."
-        ),
-        subset: int | None = typer.Option(None, "--subset", help="Use N records (the paper: 5000)."),
+        data: opt.Data = None,
+        subset: opt.Subset = None,
         designer: str | None = typer.Option(None, "--designer", help="llm | heuristic | random | evolution."),
         iters: int = typer.Option(10, "--iters", min=1, help="IterMax (the paper: 10)."),
         fahana: bool = typer.Option(
             True, "--fahana/--no-fahana", help="Also run FaHaNa's RL search, same budget."
         ),
-        models: str = typer.Option(
-            "resnet18,resnet34,mobilenetv1,mobilenetv2", "--models", help="Baselines."
-        ),
+        models: Models = ALL_MODELS,
         out: Path = typer.Option(Path("flnas-experiment"), "--out", help="Artifacts and the report go here."),
         study_name: str = typer.Option("experiment", "--study", help="Study name."),
         storage: str | None = typer.Option(None, "--storage", help="Default: OUT/flnas.db."),
-        env: str | None = typer.Option(None, "--env", help="Target device shown to the designer."),
-        choices_path: Path | None = typer.Option(None, "--choices", help="Choices file (JSON/YAML)."),
-        llm_model: str | None = typer.Option(None, "--llm-model", help="Chat model name (llm designer)."),
-        llm_base_url: str | None = typer.Option(
-            None, "--llm-base-url", help="OpenAI-compatible endpoint URL."
-        ),
-        repeats: int = typer.Option(0, "--repeats", min=0, help="Re-train Table I's rows with R more seeds."),
-        top: int = typer.Option(3, "--top", min=1, help="How many searched models in Table I."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
-        image_size: int | None = typer.Option(
-            None, "--image-size", help="Input size in pixels (default 64)."
-        ),
-        seed: int | None = typer.Option(None, "--seed", help="Seed for the split and training (default 0)."),
-        device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N."),
-        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
-        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
-        formats: str = typer.Option("terminal,md,csv,tex,html,png", "--formats", help="Report outputs."),
+        env: opt.Env = None,
+        choices_path: opt.ChoicesPath = None,
+        llm_model: opt.LlmModel = None,
+        llm_base_url: opt.LlmBaseUrl = None,
+        repeats: Repeats = 0,
+        top: Top = 3,
+        epochs: opt.Epochs = None,
+        patience: opt.Patience = None,
+        batch_size: opt.BatchSize = None,
+        lr: opt.Lr = None,
+        image_size: opt.ImageSize = None,
+        seed: opt.Seed = None,
+        device: opt.Device = None,
+        cache_dir: opt.CacheDir = None,
+        no_hardware: opt.NoHardware = False,
+        formats: Formats = ALL_FORMATS,
     ) -> None:
         """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
         from flnas.designers.registry import create_designer, designer_options
@@ -291,17 +226,13 @@ def register(app: typer.Typer) -> None:
         storage = storage or f"sqlite:///{(out / 'flnas.db').resolve()}"
         endpoint = llm_base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")
         designer = designer or ("llm" if endpoint else "heuristic")
-        train = {
-            "epochs": epochs,
-            "patience": patience,
-            "batch_size": batch_size,
-            "lr": lr,
-            "device": device,
-            "measure_hardware": False if no_hardware else None,
-        }
+        train = opt.train_overrides(
+            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
+        )
         study, setup, prepared = prepare_study(
             study_name,
             storage,
+            train=train,
             data=data,
             subset=subset,
             seed=seed,
@@ -309,9 +240,8 @@ def register(app: typer.Typer) -> None:
             cache_dir=cache_dir,
             env=env,
             choices_path=choices_path,
-            train=train,
         )
-        evaluator = _evaluator(setup, prepared)
+        evaluator = _evaluator(setup, prepared, train)
         _log(f"[1/4] baselines: {', '.join(names)}")
         run_baselines(study, names, evaluator, out_dir=out, log=_log, on_epoch=_on_epoch)
         task, choices = task_from_setup(setup), choices_from_setup(setup)

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, wide_console
 from flnas.errors import FlnasError
 
@@ -38,10 +39,6 @@ def _designer_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
             flag = key.replace("_", "-")
             err_console.print(f"[yellow]note:[/] {flag} does not apply to the {name} designer")
     return {k: v for k, v in given.items() if k in accepted and v is not None}
-
-
-def _train_overrides(**flags: Any) -> dict[str, Any]:
-    return {k: v for k, v in flags.items() if v is not None}
 
 
 def _progress():
@@ -278,7 +275,7 @@ def register(app: typer.Typer) -> None:
             "--data",
             help="ISIC 2019 directory; omitted: the embedded synthetic default (5 iterations at 32x32).",
         ),
-        subset: int | None = typer.Option(None, "--subset", help="Use N records (balanced over groups)."),
+        subset: opt.Subset = None,
         designer: str | None = typer.Option(
             None,
             "--designer",
@@ -291,12 +288,12 @@ def register(app: typer.Typer) -> None:
             help="IterMax: iterations with an evaluated candidate (default 10; 5 for the embedded default).",
         ),
         candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
-        env: str | None = typer.Option(None, "--env", help="Target device for designers (Raspberry Pi 4)."),
-        choices_path: Path | None = typer.Option(None, "--choices", help="Choices file (JSON/YAML)."),
+        env: opt.Env = None,
+        choices_path: opt.ChoicesPath = None,
         study_name: str | None = typer.Option(
             None, "--study", help="Study name (flnas; flnas-default for the embedded default)."
         ),
-        storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL or SQLite file."),
+        storage: opt.Storage = None,
         out: Path | None = typer.Option(
             None, "--out", help="Run folder: candidates/<trial>/ and best/ (default ./runs/<study>)."
         ),
@@ -307,30 +304,29 @@ def register(app: typer.Typer) -> None:
         ),
         tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params rules)."),
         init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30)."),
-        patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience (default 3)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+        epochs: opt.Epochs = None,
+        patience: opt.Patience = None,
+        batch_size: opt.BatchSize = None,
+        lr: opt.Lr = None,
         image_size: int | None = typer.Option(None, "--image-size", help="Input size (64; 32 embedded)."),
         seed: int | None = typer.Option(None, "--seed", help="Seed: split, training, designers (0)."),
-        device: str | None = typer.Option(
-            None, "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."
-        ),
-        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache directory."),
-        max_train_seconds: float | None = typer.Option(
-            None, "--max-train-seconds", help="Time budget per candidate; over it the candidate fails."
-        ),
-        no_hardware: bool = typer.Option(False, "--no-hardware", help="Skip FLOPs/memory/latency/ONNX."),
-        llm_model: str | None = typer.Option(None, "--llm-model", help="Model name at the endpoint."),
-        llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="OpenAI-compatible base URL."),
-        llm_temperature: float | None = typer.Option(None, "--llm-temperature", help="Sampling temperature."),
-        llm_timeout: float | None = typer.Option(None, "--llm-timeout", help="Seconds per LLM call."),
-        llm_max_retries: int | None = typer.Option(
-            None, "--llm-max-retries", help="Re-asks after an invalid reply (3)."
-        ),
-        prompt_template: Path | None = typer.Option(None, "--prompt-template", help="Prompt template file."),
+        device: opt.Device = None,
+        cache_dir: opt.CacheDir = None,
+        max_train_seconds: opt.MaxTrainSeconds = None,
+        no_hardware: opt.NoHardware = False,
+        llm_model: opt.LlmModel = None,
+        llm_base_url: opt.LlmBaseUrl = None,
+        llm_temperature: opt.LlmTemperature = None,
+        llm_timeout: opt.LlmTimeout = None,
+        llm_max_retries: opt.LlmMaxRetries = None,
+        prompt_template: opt.PromptTemplate = None,
     ) -> None:
-        """Run (or resume) the FL-NAS search and export the chosen OptDNN."""
+        """Run (or resume) the FL-NAS search and export the chosen OptDNN.
+
+        Exit status: 0 when IterMax candidates were evaluated; 1 when the run stopped early (its designer
+        calls ran out, e.g. the LLM endpoint kept failing; run it again to continue) or no candidate could
+        be evaluated; 2 for a usage or input error.
+        """
         embedded = data is None
         if designer is None:
             designer = "llm" if (not embedded and _endpoint_configured(llm_base_url)) else "heuristic"
@@ -356,14 +352,14 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             image_size=image_size,
             cache_dir=cache_dir,
-            train=_train_overrides(
+            train=opt.train_overrides(
                 epochs=epochs,
                 patience=patience,
                 batch_size=batch_size,
                 lr=lr,
                 device=device,
                 max_train_seconds=max_train_seconds,
-                measure_hardware=False if no_hardware else None,
+                no_hardware=no_hardware,
             ),
             designer_options=_designer_options(
                 designer,
@@ -383,8 +379,8 @@ def register(app: typer.Typer) -> None:
     @app.command("prompt")
     def prompt(
         study_name: str = typer.Option(..., "--study", help="Study name."),
-        storage: str | None = typer.Option(None, "--storage", help="SQLAlchemy URL or SQLite file."),
-        prompt_template: Path | None = typer.Option(None, "--prompt-template", help="Prompt template file."),
+        storage: opt.Storage = None,
+        prompt_template: opt.PromptTemplate = None,
         candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
     ) -> None:
         """Print the prompt the next search iteration would send to the LLM."""

@@ -68,19 +68,24 @@ def _not_allowed(path: str, value: Any, allowed: list[Any], what: str = "") -> S
     )
 
 
+def _conv_choices(choices: Choices) -> list[tuple[str, Any]]:
+    """(field, allowed values) for every Choices-restricted field of a conv or sepconv layer."""
+    return [
+        ("channels", choices.channels),
+        ("kernel", choices.kernels),
+        ("stride", choices.strides),
+        ("norm", choices.norms),
+        ("activation", choices.activations),
+    ]
+
+
 def _check_layer(i: int, layer: Any, choices: Choices) -> list[SpecIssue]:
     p = f"layers[{i}]"
     issues = []
     if layer.type not in choices.layer_types:
         issues.append(_not_allowed(f"{p}.type", layer.type, choices.layer_types, "layer type "))
     if layer.type in CONV_TYPES:
-        for name, allowed in (
-            ("channels", choices.channels),
-            ("kernel", choices.kernels),
-            ("stride", choices.strides),
-            ("norm", choices.norms),
-            ("activation", choices.activations),
-        ):
+        for name, allowed in _conv_choices(choices):
             if getattr(layer, name) not in allowed:
                 issues.append(_not_allowed(f"{p}.{name}", getattr(layer, name), allowed))
         if layer.residual and not choices.residual:
@@ -111,13 +116,7 @@ def _check_raw_layer(i: int, item: Any, choices: Choices, bad_paths: set[str]) -
     if not isinstance(item, dict) or item.get("type") not in CONV_TYPES:
         return []
     issues = []
-    for name, allowed in (
-        ("channels", choices.channels),
-        ("kernel", choices.kernels),
-        ("stride", choices.strides),
-        ("norm", choices.norms),
-        ("activation", choices.activations),
-    ):
+    for name, allowed in _conv_choices(choices):
         path = f"layers[{i}].{name}"
         value = item.get(name)
         if value is None or path in bad_paths or isinstance(value, bool | dict | list):

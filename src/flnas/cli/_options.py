@@ -1,0 +1,89 @@
+"""Command-line options shared by `evaluate`, `search`, `baselines` and `experiment`.
+
+Every command that trains candidates takes the same evaluator flags, so they are declared once here as
+``Annotated`` aliases (``epochs: Epochs = None``). A command keeps its own default by the value it assigns;
+defaults that are stated in the help text are not repeated by typer (``show_default=False``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# where the data comes from
+Data = Annotated[
+    Path | None, typer.Option("--data", help="ISIC 2019 directory; omitted: the embedded synthetic set.")
+]
+Subset = Annotated[
+    int | None, typer.Option("--subset", help="Use N records (balanced over groups; the paper: 5000).")
+]
+ImageSize = Annotated[
+    int | None,
+    typer.Option("--image-size", help="Square input size in pixels (default 64).", show_default=False),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed", help="Seed for the split, weight init and batches (default 0).", show_default=False
+    ),
+]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Decoded-image cache directory.")]
+ChoicesPath = Annotated[Path | None, typer.Option("--choices", help="Choices file (JSON/YAML).")]
+Env = Annotated[
+    str | None, typer.Option("--env", help="Target device shown to the designer (default Raspberry Pi 4).")
+]
+
+# the evaluator (TrainConfig fields)
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Maximum epochs (default 30).")]
+Patience = Annotated[int | None, typer.Option("--patience", help="Early-stopping patience (default 3).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default 64).")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N.", show_default=False),
+]
+MaxTrainSeconds = Annotated[
+    float | None,
+    typer.Option("--max-train-seconds", help="Time budget per candidate; over it the candidate fails."),
+]
+NoHardware = Annotated[bool, typer.Option("--no-hardware", help="Skip FLOPs/memory/latency/ONNX.")]
+
+# the study
+Storage = Annotated[
+    str | None, typer.Option("--storage", help="SQLAlchemy URL or SQLite file (default ./flnas.db).")
+]
+
+# the LLM designer
+LlmModel = Annotated[str | None, typer.Option("--llm-model", help="Chat model name at the endpoint.")]
+LlmBaseUrl = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint URL.")]
+LlmTemperature = Annotated[float | None, typer.Option("--llm-temperature", help="Sampling temperature.")]
+LlmTimeout = Annotated[float | None, typer.Option("--llm-timeout", help="Seconds per LLM call.")]
+LlmMaxRetries = Annotated[
+    int | None, typer.Option("--llm-max-retries", help="Re-asks after an invalid reply (3).")
+]
+PromptTemplate = Annotated[Path | None, typer.Option("--prompt-template", help="Prompt template file.")]
+
+
+def train_overrides(
+    *,
+    epochs: int | None = None,
+    patience: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    device: str | None = None,
+    max_train_seconds: float | None = None,
+    no_hardware: bool = False,
+) -> dict[str, Any]:
+    """The TrainConfig fields the user gave (None means not given; ``--no-hardware`` is measure_hardware)."""
+    given = {
+        "epochs": epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+        "max_train_seconds": max_train_seconds,
+        "measure_hardware": False if no_hardware else None,
+    }
+    return {key: value for key, value in given.items() if value is not None}

@@ -1,0 +1,84 @@
+"""Smoke test of the bench/ scripts: each runs on tiny synthetic inputs (``--quick``) and ends with one JSON
+line holding the key figures its issue names. The figures themselves are not asserted (they are machine-
+dependent and live in BENCHMARKS.md); this only keeps the scripts from rotting as the package changes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _run(name: str, argv: list[str], capsys) -> dict:
+    returned = _load(name).main(argv)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    last = json.loads(lines[-1])  # the final line must be the JSON object
+    assert last["benchmark"] == name
+    assert last["machine"]["cores"] >= 1 and "load" in last["machine"]
+    for key, value in returned.items():  # what main returns is what it printed (JSON-rounded)
+        assert key in last
+        if isinstance(value, bool):
+            assert last[key] is value
+    return last
+
+
+@pytest.mark.slow
+def test_evaluator_throughput_quick(capsys):
+    out = _run("evaluator_throughput", ["--quick", "--specs", "small,resnet_like"], capsys)
+    assert set(out["ratio_vs_minimal_loop"]) == {"small", "resnet_like"}
+    assert set(out["fraction_of_peak"]) == {"small", "resnet_like"}
+    assert all(r > 0 for r in out["ratio_vs_minimal_loop"].values())
+    assert all(0 < f for f in out["fraction_of_peak"].values())
+    assert out["params"]["small"] < out["params"]["resnet_like"]
+
+
+def test_data_cache_quick(capsys):
+    out = _run("data_cache", ["--quick"], capsys)
+    assert set(out["speedup"]) == {"16", "32"}
+    assert all(out["warm_s"][k] > 0 and out["cold_s"][k] > 0 for k in out["speedup"])
+    assert out["records"]["16"] == 60
+
+
+@pytest.mark.slow
+def test_search_quality_quick(capsys):
+    out = _run("search_quality", ["--quick"], capsys)
+    assert set(out["hypervolume_final"]) == {"random", "heuristic"}
+    curve = out["hypervolume_curve"]["random"]
+    assert len(curve) == 2 and curve[1] >= curve[0] >= 0  # the front only grows
+    assert out["evals_to_random_final"]["random"][0] is not None
+    assert set(out["selected_test"]["random"]) >= {"test_accuracy", "test_unfairness", "params"}
+
+
+def test_latency_quick(capsys):
+    out = _run("latency", ["--quick"], capsys)
+    assert set(out["latency_ms"]) == {"searched", "resnet18"}
+    assert set(out["latency_ms"]["resnet18"]) == {"eager_1t", "onnx_1t"}  # --quick: 1 thread only
+    assert out["latency_ms"]["searched"]["onnx_1t"] > 0 and out["throughput"]["searched"]["eager_1t"] > 0
+    assert "max_cv" in out and "cv_target_met" in out
+
+
+def test_hypervolume_matches_grid():
+    """Optuna's WFG hypervolume and the script's exact grid fallback agree (reference point (1, 1, 1))."""
+    import numpy as np
+
+    sq = _load("search_quality")
+    points = np.array([[0.5, 0.2, 0.1], [0.3, 0.4, 0.2], [0.6, 0.1, 0.5], [0.7, 0.7, 0.7]])
+    assert sq.hypervolume(points) == pytest.approx(sq.hypervolume_grid(points))
+    assert sq.hypervolume(points[:1]) == pytest.approx(0.5 * 0.8 * 0.9)
+    assert sq.evals_to_reach([0.1, 0.2, 0.3], 0.2) == 2 and sq.evals_to_reach([0.1], 0.2) is None
