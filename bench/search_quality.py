@@ -1,0 +1,346 @@
+"""Search quality of each designer at an equal budget: hypervolume, speed to random's level, selected model.
+
+For every designer (random, evolution, heuristic, fahana-rl, and llm only when an endpoint is configured)
+and every repeat r = 0..R-1, ``flnas.study.loop.run_search`` runs N iterations (N evaluated candidates;
+invalid proposals are re-designed and do not count) in a fresh SQLite study, on the same prepared data,
+with search seed r and training seed r, the same TrainConfig and the same Choices. Then:
+
+- hypervolume after each evaluation of the front of (val accuracy up, val unfairness down, params down),
+  computed on the minimised point (1 - val accuracy, val unfairness, params / max_params) against the
+  reference point (1, 1, 1): the unit cube, so 1.0 would be a perfect, fair, free network. An undefined
+  unfairness counts as 1 (the study's convention); failed candidates add nothing. Computed with Optuna's
+  exact WFG implementation (``optuna._hypervolume.compute_hypervolume``; Optuna 5 has no public one);
+- evaluations needed to reach random search's final hypervolume of the same repeat (">N" when never);
+- the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, default rule, validation
+  metrics only) and its *test* accuracy, balanced accuracy, unfairness and params.
+
+The default (synthetic data, 600 records at 32x32, N=8, R=2, 3 epochs, Choices capped at 300K params and
+20 MFLOPs so that every candidate trains in seconds) is sized to finish in under 15 minutes on 2 cores.
+
+    .venv/bin/python bench/search_quality.py
+    .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --image-size 32 --iters 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit_json, fmt, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
+
+DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "llm"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--designers", default=",".join(DESIGNERS), help="comma list ('llm' runs only when configured)")
+    p.add_argument("--iters", type=int, default=8, help="N: evaluated candidates per search")
+    p.add_argument("--repeats", type=int, default=2, help="R: searches per designer (seeds 0..R-1)")
+    p.add_argument("--data", type=Path, default=None, help="dataset root (default: synthetic, written to a temp dir)")
+    p.add_argument("--subset", type=int, default=None)
+    p.add_argument("--synthetic-n", type=int, default=600)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--max-params", type=int, default=300_000, help="Choices' parameter budget (and normaliser)")
+    p.add_argument("--max-flops", type=int, default=20_000_000, help="Choices' FLOPs budget per image")
+    p.add_argument("--max-train-seconds", type=float, default=None, help="per candidate; over it: failed")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--hardware", action="store_true", help="measure latency/ONNX per candidate (slower)")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.designers, args.iters, args.repeats = "random,heuristic", 2, 1
+        args.synthetic_n, args.image_size, args.epochs, args.max_params, args.max_flops = (
+            120,
+            16,
+            1,
+            50_000,
+            2_000_000,
+        )
+    return args
+
+
+def hypervolume(points: np.ndarray) -> float:
+    """Hypervolume of minimised points in the unit cube against the reference point (1, 1, 1)."""
+    if points.size == 0:
+        return 0.0
+    points = np.clip(points, 0.0, 1.0)
+    try:
+        from optuna._hypervolume import compute_hypervolume
+    except ImportError:  # private module: fall back to the exact grid method
+        return hypervolume_grid(points)
+    return float(compute_hypervolume(points, np.ones(points.shape[1])))
+
+
+def hypervolume_grid(points: np.ndarray) -> float:
+    """Exact hypervolume by the grid of the points' coordinates (O(n^4); fine for a few dozen points)."""
+    if points.size == 0:
+        return 0.0
+    axes = [np.unique(np.append(points[:, d], 1.0)) for d in range(points.shape[1])]
+    total = 0.0
+    for i in range(len(axes[0]) - 1):
+        for j in range(len(axes[1]) - 1):
+            for k in range(len(axes[2]) - 1):
+                lo = (axes[0][i], axes[1][j], axes[2][k])
+                if np.any(np.all(points <= np.array(lo), axis=1)):
+                    total += (axes[0][i + 1] - lo[0]) * (axes[1][j + 1] - lo[1]) * (axes[2][k + 1] - lo[2])
+    return total
+
+
+def point(candidate, max_params: float) -> np.ndarray | None:
+    """The minimised objective vector of an ok candidate, None otherwise."""
+    from flnas.study.selection import is_ok, objectives
+
+    if not is_ok(candidate):
+        return None
+    acc, unfairness, params = objectives(candidate)
+    return np.array([1.0 - acc, unfairness, params / max_params])
+
+
+def hv_curve(candidates, max_params: float) -> list[float]:
+    """Hypervolume after each evaluated candidate, in trial order."""
+    from flnas.study.loop import is_evaluated
+
+    pts: list[np.ndarray] = []
+    curve = []
+    for c in sorted(candidates, key=lambda c: c.number):
+        if not is_evaluated(c):
+            continue
+        p = point(c, max_params)
+        if p is not None:
+            pts.append(p)
+        curve.append(hypervolume(np.array(pts)) if pts else 0.0)
+    return curve
+
+
+def load_data(args: argparse.Namespace, tmp: Path):
+    from flnas.data import prepare_data, write_synthetic
+
+    if args.data is None:
+        root = write_synthetic(tmp / "synthetic", n=args.synthetic_n, seed=0, image_size=max(args.image_size, 32))
+    else:
+        root = args.data
+        if not (root / "ISIC_2019_Training_GroundTruth.csv").is_file():
+            raise SystemExit(f"error: no dataset at {root} (ISIC_2019_Training_GroundTruth.csv is missing)")
+    return prepare_data(
+        root, subset=args.subset, seed=0, image_size=args.image_size, progress=False, cache_dir=tmp / "cache"
+    )
+
+
+def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> dict[str, Any]:
+    from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
+    from flnas.designers.base import TaskInfo
+    from flnas.designers.registry import create_designer
+    from flnas.evaluate import Evaluator
+    from flnas.evaluate.config import TrainConfig
+    from flnas.study.loop import run_search
+    from flnas.study.storage import open_study
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=seed,
+        device="cpu",
+        measure_hardware=args.hardware,
+        max_train_seconds=args.max_train_seconds,
+        num_threads=args.threads,
+    )
+    evaluator = Evaluator(data, config, choices=choices)
+    task = TaskInfo(
+        dataset=data.name,
+        classes=list(data.classes),
+        groups={"sex": list(SEX_GROUPS), "age": list(AGE_GROUPS)},
+        image_size=args.image_size,
+        env="Raspberry Pi 4",
+    )
+    study = open_study(f"{designer_name}-{seed}", f"sqlite:///{tmp / f'{designer_name}-{seed}.db'}")
+    log = print if args.verbose else (lambda _msg: None)
+    start = time.perf_counter()
+    result = run_search(
+        study,
+        designer=create_designer(designer_name),
+        evaluator=evaluator,
+        task=task,
+        choices=choices,
+        iters=args.iters,
+        seed=seed,
+        log=log,
+    )
+    seconds = time.perf_counter() - start
+    best = result.best
+    test = ((best.metrics or {}).get("test") or {}) if best else {}
+    return {
+        "curve": hv_curve(result.candidates, float(args.max_params)),
+        "evaluated": result.evaluated,
+        "stopped": result.stopped,
+        "seconds": seconds,
+        "failed": sum(1 for c in result.candidates if c.status == "failed"),
+        "invalid": sum(1 for c in result.candidates if c.status == "invalid"),
+        "selected": None
+        if best is None
+        else {
+            "trial": best.number,
+            "params": (best.metrics or {}).get("params"),
+            "val_accuracy": ((best.metrics or {}).get("val") or {}).get("accuracy"),
+            "test_accuracy": test.get("accuracy"),
+            "test_balanced_accuracy": test.get("balanced_accuracy"),
+            "test_unfairness": test.get("unfairness"),
+        },
+    }
+
+
+def evals_to_reach(curve: list[float], target: float) -> int | None:
+    """1-based number of evaluations after which the hypervolume first reaches ``target`` (None: never)."""
+    return next((i + 1 for i, hv in enumerate(curve) if hv >= target - 1e-12), None)
+
+
+def _mean(values: list[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def _pm(values: list[Any], digits: int = 3) -> str:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    std = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.{digits}f} +/- {std:.{digits}f}" if len(vals) > 1 else f"{vals[0]:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    from flnas.designers.llm import is_configured
+    from flnas.space import load_choices
+
+    threads = set_threads(args.threads)
+    machine = machine_info()
+    print_machine(machine)
+    warnings.filterwarnings("ignore", message=".*experimental.*")  # optuna's set_metric_names notice
+    designers = [d.strip() for d in args.designers.split(",") if d.strip()]
+    if "llm" in designers and not is_configured():
+        print("llm: no endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY); left out")
+        designers.remove("llm")
+    if "random" not in designers:
+        designers.insert(0, "random")  # the reference for "evaluations to random's final hypervolume"
+    choices = load_choices(None).model_copy(update={"max_params": args.max_params, "max_flops": args.max_flops})
+    runs: dict[str, list[dict[str, Any]]] = {d: [] for d in designers}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="flnas-bench-search-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = load_data(args, tmp)
+        print(
+            f"data: {data.name}, {data.image_size}x{data.image_size}, sizes "
+            f"{ {k: len(v) for k, v in data.splits.items()} }; N={args.iters}, R={args.repeats}, "
+            f"{args.epochs} epochs (patience {args.patience}), max params {args.max_params:,}, "
+            f"max FLOPs {args.max_flops:,}, {threads} threads"
+        )
+        for seed in range(args.repeats):
+            for name in designers:
+                run = run_one(name, seed, data, choices, args, tmp)
+                runs[name].append(run)
+                print(
+                    f"  {name} seed {seed}: final HV {run['curve'][-1] if run['curve'] else 0:.4f}, "
+                    f"{run['evaluated']} evaluated ({run['failed']} failed, {run['invalid']} invalid), "
+                    f"{run['seconds']:.0f} s, load {load_average()}",
+                    flush=True,
+                )
+    total_s = time.perf_counter() - started
+
+    def final(run: dict[str, Any]) -> float:
+        return run["curve"][-1] if run["curve"] else 0.0
+
+    reach: dict[str, list[int | None]] = {
+        name: [evals_to_reach(run["curve"], final(runs["random"][r])) for r, run in enumerate(runs[name])]
+        for name in designers
+    }
+    rows, figures_sel = [], {}
+    for name in designers:
+        sel = [run["selected"] or {} for run in runs[name]]
+        hits = [n for n in reach[name] if n is not None]
+        reached = (
+            f"{statistics.median(hits):g} ({len(hits)}/{len(hits) + reach[name].count(None)})"
+            if hits
+            else f">{args.iters} (0/{len(reach[name])})"
+        )
+        rows.append(
+            [
+                name,
+                _pm([final(r) for r in runs[name]], 4),
+                reached,
+                _pm([s.get("val_accuracy") for s in sel]),
+                _pm([s.get("test_accuracy") for s in sel]),
+                _pm([s.get("test_balanced_accuracy") for s in sel]),
+                _pm([s.get("test_unfairness") for s in sel]),
+                fmt(_mean([s.get("params") for s in sel]), 0),
+                f"{_mean([r['seconds'] for r in runs[name]]):.0f}",
+            ]
+        )
+        figures_sel[name] = {
+            k: _mean([s.get(k) for s in sel])
+            for k in ("val_accuracy", "test_accuracy", "test_balanced_accuracy", "test_unfairness", "params")
+        }
+    print()
+    print(
+        table(
+            rows,
+            [
+                "designer",
+                "final HV",
+                "evals to random's final HV (median, reached)",
+                "selected val acc",
+                "test acc",
+                "test bal. acc",
+                "test unfairness",
+                "params",
+                "s/search",
+            ],
+        )
+    )
+    print(
+        f"\nHV reference point (1, 1, 1) on (1 - val acc, val unfairness, params / {args.max_params:,}); "
+        f"total {total_s:.0f} s"
+    )
+    curves = {
+        name: [
+            _mean([run["curve"][i] for run in runs[name] if i < len(run["curve"])])
+            for i in range(max((len(run["curve"]) for run in runs[name]), default=0))
+        ]
+        for name in designers
+    }
+    figures = {
+        "hypervolume_final": {name: _mean([final(r) for r in runs[name]]) for name in designers},
+        "hypervolume_curve": curves,
+        "evals_to_random_final": {name: reach[name] for name in designers},
+        "selected_test": figures_sel,
+        "seconds": total_s,
+        "settings": {
+            "iters": args.iters,
+            "repeats": args.repeats,
+            "image_size": args.image_size,
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "max_params": args.max_params,
+            "max_flops": args.max_flops,
+            "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
+            "threads": threads,
+            "reference_point": [1.0, 1.0, 1.0],
+        },
+    }
+    emit_json("search_quality", figures, machine=machine)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
