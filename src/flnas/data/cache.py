@@ -56,23 +56,23 @@ def default_cache_dir() -> Path:
     return cache_root() / "images"
 
 
-def _absolute(paths: Sequence[Path]) -> list[str]:
+def _absolute(paths: Sequence[str | Path]) -> list[str]:
     """Absolute path strings (one getcwd, not one per file)."""
     cwd = os.getcwd()
     return [os.path.normpath(os.path.join(cwd, p)) for p in paths]
 
 
-def _entry_name(paths: Sequence[Path], image_size: int) -> str:
+def _entry_name(absolute: Sequence[str], image_size: int) -> str:
     digest = hashlib.sha256(f"flnas-images-v{CACHE_VERSION}|{image_size}".encode())
-    digest.update("".join(f"\n{p}" for p in _absolute(paths)).encode())
-    return f"{digest.hexdigest()[:24]}-{image_size}px-{len(paths)}"
+    digest.update("".join(f"\n{p}" for p in absolute).encode())
+    return f"{digest.hexdigest()[:24]}-{image_size}px-{len(absolute)}"
 
 
-def cache_key(paths: Sequence[Path], image_size: int) -> str:
+def cache_key(paths: Sequence[str | Path], image_size: int, *, absolute: Sequence[str] | None = None) -> str:
     """Hash of the file list, the image size and every file's size and modification time."""
     digest = hashlib.sha256(f"flnas-images-v{CACHE_VERSION}|{image_size}".encode())
     parts = []
-    for p in _absolute(paths):
+    for p in absolute if absolute is not None else _absolute(paths):
         try:
             st = os.stat(p)
             parts.append(f"\n{p}|{st.st_size}|{st.st_mtime_ns}")
@@ -115,7 +115,7 @@ def _read_entry(
     return "hit", CacheResult(images=images, failed=failed, hit=True, path=npy, decoded=0, status="hit")
 
 
-def _decode_all(paths: Sequence[Path], image_size: int, progress: bool, workers: int | None
+def _decode_all(paths: Sequence[str | Path], image_size: int, progress: bool, workers: int | None
                 ) -> tuple[np.ndarray, dict[int, str]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -155,7 +155,7 @@ def _write_entry(npy: Path, meta_path: Path, images: np.ndarray, meta: dict) -> 
 
 
 def load_images(
-    paths: Sequence[Path],
+    paths: Sequence[str | Path],
     image_size: int,
     *,
     cache_dir: str | Path | None = None,
@@ -167,9 +167,10 @@ def load_images(
         raise DataError(f"--image-size must be between 8 and 1024 pixels, not {image_size}")
     start = time.perf_counter()
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    name = _entry_name(paths, image_size)
+    absolute = _absolute(paths)  # once: the entry name and the key both need it
+    name = _entry_name(absolute, image_size)
     npy, meta_path = directory / f"{name}.npy", directory / f"{name}.json"
-    key = cache_key(paths, image_size)
+    key = cache_key(paths, image_size, absolute=absolute)
     status, cached = _read_entry(npy, meta_path, key, (len(paths), image_size, image_size, 3))
     if cached is not None:
         cached.seconds = time.perf_counter() - start

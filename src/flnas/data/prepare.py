@@ -8,6 +8,7 @@ write the summary that ``flnas data summary --json`` prints.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,36 +16,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flnas.data.cache import load_images
+from flnas.data.cache import default_cache_dir, load_images
 from flnas.data.dataset import PreparedData, Split
-from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, Record, load_records
-from flnas.data.subset import SPLITS, balanced_subset, group_counts, split_records
+from flnas.data.groups import age_group
+from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, Record
+from flnas.data.plan import load_plan, record_counts
+from flnas.data.subset import SPLITS, group_counts, split_records
 from flnas.errors import DataError
 
 REAL_NAME = "ISIC 2019"
 SYNTHETIC_NAME = "synthetic (flnas)"
 
 
-def _counts(records: Sequence[Record], classes: list[str]) -> dict:
-    """class_counts, group_counts and missing {sex, age} of some records."""
-    labels = Counter(r.label for r in records)
-    return {
-        "class_counts": {c: labels.get(c, 0) for c in classes},
-        "group_counts": group_counts(records),
-        "missing": {"sex": sum(r.sex is None for r in records),
-                    "age": sum(r.age_group is None for r in records)},
-    }
-
-
-def _make_split(records: Sequence[Record], images: np.ndarray, classes: list[str]) -> Split:
+def _columns(records: Sequence[Record], classes: list[str]) -> dict[str, np.ndarray]:
+    """Per-record arrays for the splits (label index, sex, age group, age, image id)."""
     index = {c: i for i, c in enumerate(classes)}
+    return {"label": np.array([index[r.label] for r in records], dtype=np.int64),
+            "sex": np.array([r.sex for r in records], dtype=object),
+            "age_group": np.array([r.age_group for r in records], dtype=object),
+            "age_approx": np.array([r.age_approx for r in records], dtype=float),
+            "image": np.array([r.image for r in records], dtype=object)}
+
+
+def _plan_columns(columns: dict[str, list], classes: list[str]) -> dict[str, np.ndarray]:
+    """The same arrays straight from a cached plan's columns (no Record objects)."""
+    index = {c: i for i, c in enumerate(classes)}
+    values = [math.nan if a is None else a for a in columns["age_approx"]]
+    groups = {a: age_group(a) for a in set(values) if a is not None}
+    return {"label": np.array([index[c] for c in columns["label"]], dtype=np.int64),
+            "sex": np.array(columns["sex"], dtype=object),
+            "age_group": np.array([None if a is None else groups[a] for a in columns["age_approx"]], dtype=object),
+            "age_approx": np.array(values, dtype=float),
+            "image": np.array(columns["image"], dtype=object)}
+
+
+def _make_split(arrays: dict[str, np.ndarray], idx: list[int], images: np.ndarray) -> Split:
+    take = np.asarray(idx, dtype=np.int64)
     return Split(
-        images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
-        labels=torch.tensor([index[r.label] for r in records], dtype=torch.int64),
-        sex=np.array([r.sex for r in records], dtype=object),
-        age_group=np.array([r.age_group for r in records], dtype=object),
-        age_approx=np.array([r.age_approx for r in records], dtype=float),
-        image_ids=[r.image for r in records],
+        images=torch.from_numpy(np.ascontiguousarray(images[take].transpose(0, 3, 1, 2))),
+        labels=torch.from_numpy(arrays["label"][take]),
+        sex=arrays["sex"][take],
+        age_group=arrays["age_group"][take],
+        age_approx=arrays["age_approx"][take],
+        image_ids=arrays["image"][take].tolist(),
     )
 
 
@@ -62,19 +76,19 @@ def prepare_data(
 
     Raises :class:`DataError` (one sentence naming the file and row) for any bad input unless
     ``skip_bad``, in which case bad records are left out and counted in ``summary["skipped"]``.
+    The checked records, subset and split come from the records cache (:mod:`flnas.data.plan`) when
+    it is current, the images from the decoded-image cache; both live in ``cache_dir``.
     """
-    loaded = load_records(root, skip_bad=skip_bad)
-    classes = loaded.classes
-    records = loaded.records
-    skipped = Counter(loaded.skipped)
-    subset_report = None
-    if subset is not None:
-        chosen = balanced_subset(records, subset, seed=seed)
-        records, subset_report = chosen.records, chosen.report
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    plan = load_plan(root, directory, subset=subset, seed=seed, skip_bad=skip_bad)
+    classes = plan.classes
+    skipped = Counter(plan.skipped)
+    subset_report = plan.subset_report
 
-    cache = load_images([r.path for r in records], image_size, cache_dir=cache_dir, progress=progress)
+    cache = load_images(plan.columns["path"], image_size, cache_dir=directory, progress=progress)
     images = cache.images
-    if cache.failed:
+    if cache.failed:  # rare: fall back to Record objects, drop the unreadable images and split again
+        records = plan.records()
         first = min(cache.failed)
         bad = records[first]
         if not skip_bad:
@@ -87,29 +101,30 @@ def prepare_data(
             subset_report.update(achieved=len(records), group_counts=group_counts(records))
             subset_report["note"] += f"; {len(cache.failed)} unreadable images were dropped after choosing"
         if not records:
-            raise DataError(f"{loaded.root}: no readable images left after skipping bad records")
+            raise DataError(f"{plan.root}: no readable images left after skipping bad records")
+        split_idx, counts, arrays = split_records(records, seed=seed), record_counts(records, classes), \
+            _columns(records, classes)
+    else:
+        split_idx, counts, arrays = plan.split, plan.counts, _plan_columns(plan.columns, classes)
 
-    split_idx = split_records(records, seed=seed)
-    splits = {name: _make_split([records[i] for i in split_idx[name]], images[split_idx[name]], classes)
-              for name in SPLITS}
-    name = SYNTHETIC_NAME if loaded.synthetic else REAL_NAME
+    splits = {name: _make_split(arrays, split_idx[name], images) for name in SPLITS}
+    name = SYNTHETIC_NAME if plan.synthetic else REAL_NAME
     summary = {
         "name": name,
-        "synthetic": loaded.synthetic,
-        "root": str(loaded.root),
+        "synthetic": plan.synthetic,
+        "root": plan.root,
         "image_size": image_size,
         "seed": seed,
-        "records": len(records),
+        "records": len(arrays["label"]),
         "classes": classes,
-        **_counts(records, classes),
+        **counts,
         "splits": {s: len(split_idx[s]) for s in SPLITS},
         "split_class_counts": {s: dict(zip(classes, torch.bincount(splits[s].labels, minlength=len(classes))
                                            .tolist(), strict=True)) for s in SPLITS},
-        "dataset": {"records": len(loaded.records), **_counts(loaded.records, classes),
-                    "no_metadata": loaded.no_metadata},
+        "dataset": plan.dataset,
         "subset": subset_report,
         "skipped": {"total": sum(skipped.values()), "by_reason": dict(sorted(skipped.items()))},
-        "cache": cache.info(),
+        "cache": {**cache.info(), "records": plan.status},
     }
-    return PreparedData(name=name, root=loaded.root, classes=classes, image_size=image_size, splits=splits,
-                        synthetic=loaded.synthetic, summary=summary)
+    return PreparedData(name=name, root=Path(plan.root), classes=classes, image_size=image_size,
+                        splits=splits, synthetic=plan.synthetic, summary=summary)

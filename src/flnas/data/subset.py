@@ -74,10 +74,15 @@ def _balance(counts: dict[str, int], available: dict[str, int], total: int) -> t
     return balance, "; ".join(sentences)
 
 
+def check_subset_size(n: int | None) -> None:
+    """DataError unless ``n`` is None (no subset) or a positive number of records."""
+    if n is not None and n <= 0:
+        raise DataError(f"--subset must be a positive number of records, not {n}")
+
+
 def balanced_subset(records: Sequence[Record], n: int, *, seed: int = 0) -> SubsetResult:
     """Pick ``n`` records at random (seeded) with the demographic groups as equal as possible."""
-    if n <= 0:
-        raise DataError(f"--subset must be a positive number of records, not {n}")
+    check_subset_size(n)
     rng = np.random.default_rng(seed)
     pools: dict[tuple[str, str], list[int]] = {cell: [] for cell in CELLS}
     rest: list[int] = []
