@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from flnas.cli import _options as opt
-from flnas.cli._common import console, err_console, fmt, print_json
+from flnas.cli._common import console, err_console, fmt, print_json, wide_console
 from flnas.errors import SpecError
 
 
@@ -148,9 +148,9 @@ def register(app: typer.Typer) -> None:
             )
             if result.ok:
                 console.print(format_opt_metrics(metrics), markup=False, highlight=False, soft_wrap=True)
-                console.print(_split_table(metrics))
-                console.print(_group_table(metrics))
-                console.print(_hardware_table(metrics))
+                wide_console(120).print(_split_table(metrics))
+                wide_console(120).print(_group_table(metrics))
+                wide_console(120).print(_hardware_table(metrics))
                 if metrics.get("hardware", {}).get("error"):
                     err_console.print(
                         f"[yellow]warning:[/] {escape(metrics['hardware']['error'])}", highlight=False

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from flnas.cli._common import console, fmt, print_json
+from flnas.cli._common import console, fmt, print_json, wide_console
 
 _CLASSES_FROM = {
     "given": "classes from --classes",
@@ -93,7 +93,7 @@ def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> N
         fmt(result["eopp1"]),
         fmt(result["eopp2"]),
     )
-    console.print(summary)
+    wide_console(120).print(summary)
 
     groups = Table(title="per group", show_header=True)
     groups.add_column("group")
@@ -101,14 +101,14 @@ def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> N
     groups.add_column("count", justify="right")
     for name, group in result["groups"].items():
         groups.add_row(name, fmt(group["accuracy"], percent=True), str(group["count"]))
-    console.print(groups)
+    wide_console(120).print(groups)
 
     pairs = Table(title="per pair (mean over classes, one-vs-rest)", show_header=True)
     for name in ("pair", "EODD", "EOPP1", "EOPP2"):
         pairs.add_column(name, justify="left" if name == "pair" else "right")
     for name, pair in result["pairs"].items():
         pairs.add_row(name, fmt(pair["eodd"]), fmt(pair["eopp1"]), fmt(pair["eopp2"]))
-    console.print(pairs)
+    wide_console(120).print(pairs)
 
     if "classes" in result:
         note = _CLASSES_FROM.get(result.get("classes_from", "given"), "classes")
