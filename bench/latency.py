@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,23 +86,10 @@ def build(name: str, spec_path: Path | None, num_classes: int):
 
 
 def export(model, path: Path, image_size: int) -> Path:
-    """ONNX with a dynamic batch axis (the TorchScript exporter: fast, and ORT runs both batch sizes)."""
-    import torch
+    """ONNX with a dynamic batch axis, exported exactly as the evaluator does (so ORT runs both batch sizes)."""
+    from flnas.evaluate.hardware import export_onnx
 
-    x = torch.randn(2, 3, image_size, image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-        )
-    return path
+    return export_onnx(model, path, image_size)
 
 
 def measure(fn, args: argparse.Namespace) -> dict[str, float]:
