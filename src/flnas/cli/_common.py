@@ -9,26 +9,15 @@ from typing import Any
 
 from rich.console import Console
 
+from flnas.jsonsafe import json_safe
+
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: NaN/inf become null, tuples lists, numpy scalars Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def print_json(obj: Any) -> None:
     """Print one JSON object on stdout (no rich markup, so scripts can parse it)."""
-    sys.stdout.write(json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 

@@ -7,7 +7,6 @@ search at the same budget) + report unattended. A study that exists is always re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -224,8 +223,9 @@ def register(app: typer.Typer) -> None:
         names = parse_models(models)
         out.mkdir(parents=True, exist_ok=True)
         storage = storage or f"sqlite:///{(out / 'flnas.db').resolve()}"
-        endpoint = llm_base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")
-        designer = designer or ("llm" if endpoint else "heuristic")
+        from flnas.designers.llm import is_configured
+
+        designer = designer or ("llm" if is_configured(llm_base_url) else "heuristic")
         train = opt.train_overrides(
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
         )

@@ -7,7 +7,6 @@ designer, 5 iterations of a few epochs each (about 3 minutes on 2 CPU cores), in
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,6 @@ DEFAULT_STUDY_EMBEDDED = "flnas-default"
 # the embedded default (no --data): small enough for ~3 minutes on 2 CPU cores
 EMBEDDED = {"iters": 5, "image_size": 32, "epochs": 4, "patience": 2}
 REAL = {"iters": 10, "image_size": 64}
-
-
-def _endpoint_configured(base_url: str | None) -> bool:
-    return bool(base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
 
 
 def _designer_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +324,9 @@ def register(app: typer.Typer) -> None:
         """
         embedded = data is None
         if designer is None:
-            designer = "llm" if (not embedded and _endpoint_configured(llm_base_url)) else "heuristic"
+            from flnas.designers.llm import is_configured
+
+            designer = "llm" if (not embedded and is_configured(llm_base_url)) else "heuristic"
             reason = (
                 "the embedded default"
                 if embedded

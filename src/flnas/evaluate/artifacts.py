@@ -17,33 +17,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 from flnas.errors import FlnasError
+from flnas.jsonsafe import json_safe
 
 logger = logging.getLogger(__name__)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become null, tuples lists, numpy and torch scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_json_safe(obj), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(json_safe(obj), indent=2) + "\n", encoding="utf-8")
 
 
 def save_artifacts(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from flnas.designers.base import Candidate
 from flnas.errors import FlnasError
+from flnas.jsonsafe import json_safe
 
 if TYPE_CHECKING:
     import optuna
@@ -92,15 +93,9 @@ def record_trial(study: optuna.Study, *, status: str, metrics: dict[str, Any] | 
     user_attrs = {"status": status, "metrics": metrics, **attrs}
     user_attrs.setdefault("reason", None)
     state = optuna.trial.TrialState.COMPLETE if values is not None else optuna.trial.TrialState.FAIL
-    trial = optuna.trial.create_trial(state=state, values=values, user_attrs=_json_safe(user_attrs))
+    trial = optuna.trial.create_trial(state=state, values=values, user_attrs=json_safe(user_attrs))
     study.add_trial(trial)
     return study.get_trials(deepcopy=False)[-1].number
-
-
-def _json_safe(value: Any) -> Any:
-    from flnas.cli._common import _clean
-
-    return _clean(value)
 
 
 def load_records(study: optuna.Study, kind: str) -> list[tuple[Candidate, dict[str, Any]]]:

@@ -18,7 +18,6 @@ least 3), then stops and says how many evaluated candidates it has. Resuming giv
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, TaskInfo
+from flnas.jsonsafe import json_safe
 from flnas.study.history import INTERRUPTED, load_candidates, mark_interrupted, owner
 from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule, get_best, objectives
 
@@ -200,7 +200,7 @@ def _run_one(
 ) -> tuple[Candidate, Any]:
     """Record one proposal as a trial; train it unless it is invalid or already tried."""
     trial = study.ask()
-    record = _jsonable(
+    record = _stored(
         {
             **(proposal.record or {}),
             "design_seconds": round(design_seconds, 3),
@@ -244,7 +244,7 @@ def _run_one(
     else:
         status = getattr(evaluation, "status", "failed")
         why = getattr(evaluation, "reason", None)
-        metrics = _jsonable(getattr(evaluation, "metrics", None) or None)
+        metrics = _stored(getattr(evaluation, "metrics", None) or None)
         if status == "ok" and ((metrics or {}).get("val") or {}).get("accuracy") is None:
             status, why = "failed", "the evaluator returned no validation accuracy"
     record["eval_seconds"] = round(time.monotonic() - started, 3)
@@ -272,11 +272,11 @@ def _check(proposal: Proposal, choices: Any, task: TaskInfo, known: dict[str, in
     if hasattr(proposal.spec, "model_dump"):
         proposal.spec = proposal.spec.model_dump(mode="json")
     if proposal.error or proposal.spec is None:
-        return _jsonable(proposal.spec), None, proposal.error or "the designer returned no architecture"
+        return _stored(proposal.spec), None, proposal.error or "the designer returned no architecture"
     checked = validate_spec(proposal.spec, choices, image_size=task.image_size, num_classes=len(task.classes))
     if not checked.ok:
         problems = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in checked.errors)
-        return _jsonable(proposal.spec), None, f"invalid architecture: {problems}"
+        return _stored(proposal.spec), None, f"invalid architecture: {problems}"
     spec = checked.spec.model_dump(mode="json")
     key = spec_key(checked.spec)
     if key in known:
@@ -321,16 +321,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None, tuples lists, numpy/torch scalars Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+def _stored(value: Any) -> Any:
+    """JSON-safe for the study's user attributes (anything unknown becomes its string)."""
+    return json_safe(value, stringify=True)
