@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_server import llm_server  # noqa: F401  (fixture)
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -19,6 +21,7 @@ def _load(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
@@ -65,12 +68,31 @@ def test_search_quality_quick(capsys):
     assert set(out["selected_test"]["random"]) >= {"test_accuracy", "test_unfairness", "params"}
 
 
+@pytest.mark.slow
+def test_search_quality_has_an_llm_row_when_an_endpoint_is_configured(llm_server, monkeypatch, capsys):  # noqa: F811
+    """The llm designer joins the comparison when an endpoint is set (here a local fake server)."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-bench")
+    for c1, c2 in ((8, 16), (16, 32)):  # one distinct, valid architecture per iteration
+        conv = {"type": "conv", "channels": c1, "kernel": 3, "stride": 2}
+        llm_server.reply(json.dumps({"layers": [conv, {"type": "conv", "channels": c2, "stride": 2}]}))
+    argv = ["--quick", "--designers", "llm", "--llm-base-url", llm_server.base_url, "--llm-model", "fake"]
+    out = _run("search_quality", argv, capsys)
+    assert set(out["hypervolume_final"]) == {"random", "llm"}  # random is always the reference
+    assert out["evaluated"]["llm"] == [2]  # both replies trained; none re-asked
+    assert len(out["hypervolume_curve"]["llm"]) == 2 and out["hypervolume_final"]["llm"] > 0
+    assert len(llm_server.requests) == 2
+
+
 def test_latency_quick(capsys):
     out = _run("latency", ["--quick"], capsys)
     assert set(out["latency_ms"]) == {"searched", "resnet18"}
     assert set(out["latency_ms"]["resnet18"]) == {"eager_1t", "onnx_1t"}  # --quick: 1 thread only
     assert out["latency_ms"]["searched"]["onnx_1t"] > 0 and out["throughput"]["searched"]["eager_1t"] > 0
-    assert "max_cv" in out and "cv_target_met" in out
+    assert "max_cv" in out and "cv_target_met" in out and "max_jitter" in out
+    # two interleaved rounds: the spread of the per-round medians exists for every cell
+    assert all(cv is not None and cv >= 0 for cvs in out["latency_cv"].values() for cv in cvs.values())
+    assert set(out["steal"]["resnet18"]) == {"eager_1t", "onnx_1t"}
 
 
 def test_hypervolume_matches_grid():

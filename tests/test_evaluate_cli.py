@@ -82,6 +82,19 @@ def test_metrics_cli_recomputes_the_test_metrics_from_predictions(spec_file, syn
         assert recomputed[key] == test[key], key
 
 
+def test_class_weighted_flag_reaches_the_training_config(spec_file, synth_dir, tmp_path, capsys):
+    runs = {}
+    for flags in ([], ["--class-weighted"]):
+        argv = evaluate_argv(spec_file, synth_dir, tmp_path, "--epochs", "1", "--no-hardware", "--json", *flags)
+        code, out, _ = run_cli(argv, capsys)
+        assert code == 0
+        runs[bool(flags)] = json.loads(out)
+    assert runs[False]["config"]["class_weighted_loss"] is False
+    assert runs[True]["config"]["class_weighted_loss"] is True
+    # same seed, same data: only the loss weighting differs, so the training loss must differ
+    assert runs[True]["train"]["loss"] != runs[False]["train"]["loss"]
+
+
 def test_human_output_has_the_metric_line_and_tables(spec_file, synth_dir, tmp_path, capsys):
     code, out, err = run_cli(evaluate_argv(spec_file, synth_dir, tmp_path, "--epochs", "1", "--no-hardware"), capsys)
     assert code == 0

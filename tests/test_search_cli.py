@@ -78,6 +78,14 @@ def test_resume_with_conflicting_flags_is_refused(tmp_path, capsys):
     assert "--image-size 64 (the study has 32)" in err
 
 
+def test_resume_with_class_weighted_on_an_unweighted_study_is_refused(tmp_path, capsys):
+    make_study(tmp_path)
+    argv = ["search", "--study", "s", "--storage", str(tmp_path / "s.db"), "--class-weighted", "--designer", "random"]
+    code, _o, err = run(argv, capsys)
+    assert code == 2
+    assert "--class-weighted (the study trains with an unweighted loss)" in err
+
+
 def test_prompt_prints_the_next_iterations_prompt(tmp_path, capsys):
     study = make_study(tmp_path)
     trial = study.ask()

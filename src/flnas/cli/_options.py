@@ -49,6 +49,13 @@ MaxTrainSeconds = Annotated[
     typer.Option("--max-train-seconds", help="Time budget per candidate; over it the candidate fails."),
 ]
 NoHardware = Annotated[bool, typer.Option("--no-hardware", help="Skip FLOPs/memory/latency/ONNX.")]
+ClassWeighted = Annotated[
+    bool,
+    typer.Option(
+        "--class-weighted",
+        help="Weight the training loss by inverse class frequency (for imbalanced data such as ISIC).",
+    ),
+]
 
 # the study
 Storage = Annotated[
@@ -75,8 +82,13 @@ def train_overrides(
     device: str | None = None,
     max_train_seconds: float | None = None,
     no_hardware: bool = False,
+    class_weighted: bool = False,
 ) -> dict[str, Any]:
-    """The TrainConfig fields the user gave (None means not given; ``--no-hardware`` is measure_hardware)."""
+    """The TrainConfig fields the user gave (None means not given).
+
+    ``--no-hardware`` sets measure_hardware to False and ``--class-weighted`` sets class_weighted_loss to True;
+    either flag left out means "not given", so a resumed study keeps what it was created with.
+    """
     given = {
         "epochs": epochs,
         "patience": patience,
@@ -85,5 +97,6 @@ def train_overrides(
         "device": device,
         "max_train_seconds": max_train_seconds,
         "measure_hardware": False if no_hardware else None,
+        "class_weighted_loss": True if class_weighted else None,
     }
     return {key: value for key, value in given.items() if value is not None}

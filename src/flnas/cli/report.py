@@ -158,13 +158,15 @@ def register(app: typer.Typer) -> None:
         device: opt.Device = None,
         cache_dir: opt.CacheDir = None,
         no_hardware: opt.NoHardware = False,
+        class_weighted: opt.ClassWeighted = False,
     ) -> None:
         """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
         from flnas.report import parse_models, run_baselines
 
         names = parse_models(models)
         train = opt.train_overrides(
-            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
+            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
+            class_weighted=class_weighted,
         )
         study, setup, prepared = prepare_study(
             study_name,
@@ -212,6 +214,7 @@ def register(app: typer.Typer) -> None:
         device: opt.Device = None,
         cache_dir: opt.CacheDir = None,
         no_hardware: opt.NoHardware = False,
+        class_weighted: opt.ClassWeighted = False,
         formats: Formats = ALL_FORMATS,
     ) -> None:
         """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
@@ -227,7 +230,8 @@ def register(app: typer.Typer) -> None:
 
         designer = designer or ("llm" if is_configured(llm_base_url) else "heuristic")
         train = opt.train_overrides(
-            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware
+            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
+            class_weighted=class_weighted,
         )
         study, setup, prepared = prepare_study(
             study_name,

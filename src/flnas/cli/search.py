@@ -309,6 +309,7 @@ def register(app: typer.Typer) -> None:
         cache_dir: opt.CacheDir = None,
         max_train_seconds: opt.MaxTrainSeconds = None,
         no_hardware: opt.NoHardware = False,
+        class_weighted: opt.ClassWeighted = False,
         llm_model: opt.LlmModel = None,
         llm_base_url: opt.LlmBaseUrl = None,
         llm_temperature: opt.LlmTemperature = None,
@@ -357,6 +358,7 @@ def register(app: typer.Typer) -> None:
                 device=device,
                 max_train_seconds=max_train_seconds,
                 no_hardware=no_hardware,
+                class_weighted=class_weighted,
             ),
             designer_options=_designer_options(
                 designer,

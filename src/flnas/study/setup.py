@@ -143,6 +143,12 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
                             "hardware metrics)"
                         )
                         continue
+                    if field == "class_weighted_loss":
+                        out.append(
+                            "--class-weighted (the study trains with an "
+                            f"{'class-weighted' if stored_train[field] else 'unweighted'} loss)"
+                        )
+                        continue
                     flag = "--" + field.replace("_", "-")
                     out.append(f"{flag} {v} (the study has {stored_train[field]})")
         elif key in stored and stored[key] != value:
