@@ -7,6 +7,7 @@ pasted into BENCHMARKS.md without retyping numbers.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -105,16 +106,50 @@ def spread(samples: list[float]) -> dict[str, float]:
 
 
 def time_repeats(fn: Callable[[], Any], *, warmup: int, repeats: int, inner: int = 1) -> list[float]:
-    """Seconds per call of ``fn``: warm up, then ``repeats`` samples, each the mean of ``inner`` calls."""
+    """Seconds per call of ``fn``: warm up, then ``repeats`` samples, each the mean of ``inner`` calls.
+
+    The garbage collector is off while timing (as ``timeit`` does), so a collection triggered by the
+    benchmark's own allocations does not land in one sample.
+    """
     for _ in range(warmup):
         fn()
     samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - start) / inner)
+    finally:
+        if was_enabled:
+            gc.enable()
     return samples
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) CPU jiffies of the whole machine from /proc/stat (None where there is none).
+
+    Steal is time the hypervisor gave this VM's virtual CPUs to someone else: the one source of timing
+    noise that no setting inside the VM can remove, so the benchmarks report it beside their spreads.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return values[7], sum(values)
+
+
+def steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Fraction of CPU time stolen by the hypervisor between two ``cpu_times()`` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def calibrate_inner(fn: Callable[[], Any], *, min_sample_s: float) -> int:

@@ -43,7 +43,9 @@ DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "llm"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--designers", default=",".join(DESIGNERS), help="comma list ('llm' runs only when configured)")
+    p.add_argument(
+        "--designers", default=None, help=f"comma list (default {','.join(DESIGNERS)}; llm only when configured)"
+    )
     p.add_argument("--iters", type=int, default=8, help="N: evaluated candidates per search")
     p.add_argument("--repeats", type=int, default=2, help="R: searches per designer (seeds 0..R-1)")
     p.add_argument("--data", type=Path, default=None, help="dataset root (default: synthetic, written to a temp dir)")
@@ -57,11 +59,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-train-seconds", type=float, default=None, help="per candidate; over it: failed")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--hardware", action="store_true", help="measure latency/ONNX per candidate (slower)")
+    p.add_argument(
+        "--class-weighted", action="store_true", help="inverse-class-frequency loss (for imbalanced data: ISIC)"
+    )
+    p.add_argument("--llm-model", default=None, help="chat model of the llm designer (default: its own)")
+    p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     args = p.parse_args(argv)
     if args.quick:
-        args.designers, args.iters, args.repeats = "random,heuristic", 2, 1
+        args.designers, args.iters, args.repeats = args.designers or "random,heuristic", 2, 1
         args.synthetic_n, args.image_size, args.epochs, args.max_params, args.max_flops = (
             120,
             16,
@@ -69,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             50_000,
             2_000_000,
         )
+    args.designers = args.designers or ",".join(DESIGNERS)
     return args
 
 
@@ -156,6 +164,7 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         measure_hardware=args.hardware,
         max_train_seconds=args.max_train_seconds,
         num_threads=args.threads,
+        class_weighted_loss=args.class_weighted,
     )
     evaluator = Evaluator(data, config, choices=choices)
     task = TaskInfo(
@@ -170,7 +179,7 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     start = time.perf_counter()
     result = run_search(
         study,
-        designer=create_designer(designer_name),
+        designer=create_designer(designer_name, **designer_options(designer_name, args)),
         evaluator=evaluator,
         task=task,
         choices=choices,
@@ -201,6 +210,11 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     }
 
 
+def designer_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor options from the flags: the endpoint and model for the llm designer, none for the rest."""
+    return {"model": args.llm_model, "base_url": args.llm_base_url} if name == "llm" else {}
+
+
 def evals_to_reach(curve: list[float], target: float) -> int | None:
     """1-based number of evaluations after which the hypervolume first reaches ``target`` (None: never)."""
     return next((i + 1 for i, hv in enumerate(curve) if hv >= target - 1e-12), None)
@@ -229,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_machine(machine)
     warnings.filterwarnings("ignore", message=".*experimental.*")  # optuna's set_metric_names notice
     designers = [d.strip() for d in args.designers.split(",") if d.strip()]
-    if "llm" in designers and not is_configured():
+    if "llm" in designers and not is_configured(args.llm_base_url):
         print("llm: no endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY); left out")
         designers.remove("llm")
     if "random" not in designers:
@@ -277,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(
             [
                 name,
+                f"{sum(r['evaluated'] for r in runs[name])}/{args.iters * len(runs[name])}",
                 _pm([final(r) for r in runs[name]], 4),
                 reached,
                 _pm([s.get("val_accuracy") for s in sel]),
@@ -297,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows,
             [
                 "designer",
+                "evaluated",
                 "final HV",
                 "evals to random's final HV (median, reached)",
                 "selected val acc",
@@ -323,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hypervolume_final": {name: _mean([final(r) for r in runs[name]]) for name in designers},
         "hypervolume_curve": curves,
         "evals_to_random_final": {name: reach[name] for name in designers},
+        "evaluated": {name: [r["evaluated"] for r in runs[name]] for name in designers},
         "selected_test": figures_sel,
         "seconds": total_s,
         "settings": {
@@ -335,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "max_flops": args.max_flops,
             "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
             "threads": threads,
+            "class_weighted": args.class_weighted,
             "reference_point": [1.0, 1.0, 1.0],
         },
     }
