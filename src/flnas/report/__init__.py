@@ -18,8 +18,9 @@ from flnas.report.baselines import (
     record_trial,
     run_baselines,
 )
+from flnas.report.formats import to_csv, to_latex, to_markdown, to_rich
 from flnas.report.repeats import run_repeats
-from flnas.report.table import ReportTable, build_table, run_notes, to_csv, to_latex, to_markdown, to_rich
+from flnas.report.table import ReportTable, build_table, run_notes
 
 FORMATS = ("terminal", "md", "csv", "tex", "html", "png")
 

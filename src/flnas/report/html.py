@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import html
 
+from flnas.report.formats import cell_text
 from flnas.report.plots import CAPTIONS
-from flnas.report.table import ReportTable, cell_text
+from flnas.report.table import ReportTable
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
