@@ -14,11 +14,12 @@ with search seed r and training seed r, the same TrainConfig and the same Choice
 - the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, default rule, validation
   metrics only) and its *test* accuracy, balanced accuracy, unfairness and params.
 
-The default (synthetic data, 600 records at 32x32, N=8, R=2, 3 epochs, Choices capped at 300K params and
-20 MFLOPs so that every candidate trains in seconds) is sized to finish in under 15 minutes on 2 cores.
+The default (synthetic data, 600 records at 32x32, N=10 as the paper's IterMax, R=5, 3 epochs, Choices
+capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) is sized to finish in under
+15 minutes on 2 idle cores (about 6 minutes measured; a loaded machine is several times slower).
 
     .venv/bin/python bench/search_quality.py
-    .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --image-size 32 --iters 10
+    .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --subset 1500 --class-weighted
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--designers", default=None, help=f"comma list (default {','.join(DESIGNERS)}; llm only when configured)"
     )
-    p.add_argument("--iters", type=int, default=8, help="N: evaluated candidates per search")
-    p.add_argument("--repeats", type=int, default=2, help="R: searches per designer (seeds 0..R-1)")
+    p.add_argument("--iters", type=int, default=10, help="N: evaluated candidates per search")
+    p.add_argument("--repeats", type=int, default=5, help="R: searches per designer (seeds 0..R-1)")
     p.add_argument("--data", type=Path, default=None, help="dataset root (default: synthetic, written to a temp dir)")
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--synthetic-n", type=int, default=600)
