@@ -33,7 +33,7 @@ SETUP = {
     "seed": 0,
     "image_size": 32,
     "cache_dir": None,
-    "train": {"epochs": 2, "patience": 1, "batch_size": 16, "seed": 0, "device": "cpu"},
+    "train": {"epochs": 2, "patience": 1, "batch_size": 16, "class_weighted_loss": True, "seed": 0, "device": "cpu"},
     "env": "Raspberry Pi 4",
     "choices": {},
     "classes": [f"c{i}" for i in range(8)],
@@ -209,6 +209,8 @@ def test_markdown_has_every_column_row_mark_and_na(study):
     assert rows["Search-1"][header.index("# of params")] == f"{DOWN}100,000"
     assert any("SYNTHETIC" in note for note in table.notes)
     assert any("train 168, val 48, test 24" in note for note in table.notes)
+    # how the models were trained, including a loss weighting that changes every row's numbers
+    assert any("class_weighted_loss=True" in note and "epochs=2" in note for note in table.notes)
     assert any("nothing is copied from the paper" in note for note in table.notes)
 
 

@@ -287,11 +287,14 @@ def run_notes(
         "lr",
         "weight_decay",
         "augment",
+        "label_smoothing",
+        "class_weighted_loss",
+        "max_train_seconds",
         "seed",
         "device",
         "latency_batch_size",
     )
-    settings = ", ".join(f"{k}={train[k]}" for k in keys if k in train)
+    settings = ", ".join(f"{k}={train[k]}" for k in keys if train.get(k) is not None)
     notes.append(
         f"Evaluator (the same for every row): {settings or 'not recorded'}; env {setup.get('env', 'n/a')}."
     )
