@@ -214,6 +214,18 @@ def test_markdown_has_every_column_row_mark_and_na(study):
     assert any("nothing is copied from the paper" in note for note in table.notes)
 
 
+def test_a_row_at_chance_balanced_accuracy_gets_a_note(study):
+    from flnas.report.table import Stat, chance_notes
+
+    table = build_table(study)
+    assert chance_notes(table) == []  # every fixture row is well above 1/8
+    row = table.rows[0]
+    row.values["balanced_accuracy"] = Stat(mean=0.125, std=None)  # one class predicted for every image
+    notes = chance_notes(table)
+    assert len(notes) == 1 and notes[0].startswith(f"{row.label}: balanced accuracy 12.50% is at chance (1/8)")
+    assert notes[0] in run_notes(table)
+
+
 def test_write_report_formats_parse(study, tmp_path):
     table = build_table(study)
     run_notes(table)

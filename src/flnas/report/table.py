@@ -251,6 +251,29 @@ def row_source(row: Row) -> str:
 # --- notes -------------------------------------------------------------------------------------------------
 
 
+def chance_notes(table: ReportTable) -> list[str]:
+    """A warning for each row whose balanced accuracy is at chance (1 / classes) or below.
+
+    On imbalanced data (ISIC: NV is about half) a network that answers the majority class for every image
+    has a high accuracy and a zero EODD/EOPP, so it can look good in every column but one.
+    """
+    classes = len(table.setup.get("classes") or [])
+    if classes < 2:
+        return []
+    chance = 1.0 / classes
+    weighted = bool((table.setup.get("train") or {}).get("class_weighted_loss"))
+    hint = "" if weighted else "; `--class-weighted` trains against that"
+    out = []
+    for row in table.rows:
+        value = row.values.get("balanced_accuracy")
+        if value is not None and value.mean is not None and value.mean <= chance + 1e-6:
+            out.append(
+                f"{row.label}: balanced accuracy {100 * value.mean:.2f}% is at chance (1/{classes}): this model "
+                f"probably predicts one class for every image, so its accuracy and zero EODD/EOPP mean little{hint}."
+            )
+    return out
+
+
 def run_notes(
     table: ReportTable, *, data: Any = None, split_sizes: dict[str, int] | None = None
 ) -> list[str]:
@@ -315,6 +338,7 @@ def run_notes(
     notes.append(
         f"Every number comes from this run (study {table.study_name!r}); nothing is copied from the paper."
     )
+    notes += chance_notes(table)
     notes += [row_source(row) for row in table.rows]
     table.notes = notes
     return notes
