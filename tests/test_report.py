@@ -214,6 +214,15 @@ def test_markdown_has_every_column_row_mark_and_na(study):
     assert any("nothing is copied from the paper" in note for note in table.notes)
 
 
+def test_the_default_rule_is_the_one_the_search_ran_with(study):
+    assert build_table(study).selection["rule"] == "fair"  # nothing stored: the default
+    study.set_user_attr("search", {"iters": 5, "selection": "params", "tolerance": 0.05})
+    table = build_table(study)
+    assert table.selection == {"rule": "params", "tolerance": 0.05}
+    assert build_table(study, rule="accuracy").selection["rule"] == "accuracy"  # an explicit rule wins
+    assert any("rule params, tolerance 0.05" in note for note in run_notes(table))
+
+
 def test_a_row_at_chance_balanced_accuracy_gets_a_note(study):
     from flnas.report.table import Stat, chance_notes
 

@@ -90,6 +90,14 @@ def test_baselines_refuse_settings_that_differ_from_the_study(storage, capsys):
 
 
 @pytest.mark.slow
+def test_experiment_rejects_an_unknown_rule_before_touching_anything(tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert run(["experiment", "--selection", "grid", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--selection 'grid' is not a selection rule" in err and "balanced" in err
+    assert not (out / "flnas.db").exists()
+
+
 def test_experiment_end_to_end_and_resume(synth_dir, tmp_path, capsys):
     """Subset, one small baseline, 2 iterations of search, FaHaNa at the same budget, the report."""
     out = tmp_path / "exp"
@@ -114,9 +122,12 @@ def test_experiment_end_to_end_and_resume(synth_dir, tmp_path, capsys):
         str(out),
         "--formats",
         "md,csv,html",
+        "--selection",
+        "balanced",
     ]
     assert run(argv) == 0
     md = (out / "report" / "table.md").read_text(encoding="utf-8")
+    assert "rule balanced, tolerance 0.02" in md  # the rule chose Search-k and is said under the table
     assert "| Baseline | MobileNetV2 |" in md and "| Baseline | FaHaNa (RL search) |" in md
     assert "| FL-NAS | Search-1 |" in md and "| FL-NAS | Search-2 |" in md
     assert "SYNTHETIC" in md and "Split sizes: train" in md
@@ -129,6 +140,7 @@ def test_experiment_end_to_end_and_resume(synth_dir, tmp_path, capsys):
     assert kinds.count(("baseline", "baseline")) == 1
     assert kinds.count(("search", "random")) == 2 and kinds.count(("search", "fahana-rl")) == 2
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert study.user_attrs["search"]["selection"] == "balanced"  # a later `flnas report` uses it too
 
     assert run(argv) == 0  # resume: nothing is trained again
     assert len(open_study("experiment", f"sqlite:///{out / 'flnas.db'}", create=False).get_trials()) == len(

@@ -40,6 +40,24 @@ def test_other_rules():
     assert get_best(POOL, rule="weighted").number == max(POOL[:4], key=fitness).number
 
 
+def test_balanced_rule_does_not_pick_the_majority_class_predictor():
+    def with_balanced(c, balanced):
+        c.metrics["val"]["balanced_accuracy"] = balanced
+        return c
+
+    pool = [
+        with_balanced(cand(0, 0.72, 0.00, 50_000), 0.125),  # answers NV for everything: 72% accurate, "fair"
+        with_balanced(cand(1, 0.65, 0.12, 60_000), 0.53),
+        with_balanced(cand(2, 0.62, 0.08, 40_000), 0.52),  # within 0.02 of the best balanced acc, fairer
+        with_balanced(cand(3, 0.66, 0.05, 30_000), 0.40),
+    ]
+    assert get_best(pool).number == 0  # the paper's accuracy-based rule falls for it
+    assert get_best(pool, rule="balanced").number == 2
+    assert get_best(pool, rule="balanced", tolerance=0.0).number == 1
+    assert [c.number for c in rank(pool, rule="balanced")][:2] == [2, 1]
+    assert get_best([cand(0, 0.7, 0.1, 10)], rule="balanced").number == 0  # no balanced accuracy: 0.0
+
+
 def test_selection_uses_validation_metrics_only():
     a, b = cand(0, 0.70, 0.05, 1000, test_acc=0.10), cand(1, 0.60, 0.05, 1000, test_acc=0.99)
     assert get_best([a, b], rule="accuracy").number == 0

@@ -215,14 +215,22 @@ def register(app: typer.Typer) -> None:
         cache_dir: opt.CacheDir = None,
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeighted = False,
+        selection: str = typer.Option(
+            "fair",
+            "--selection",
+            help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted | balanced.",
+        ),
+        tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params/balanced rules)."),
         formats: Formats = ALL_FORMATS,
     ) -> None:
         """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
         from flnas.designers.registry import create_designer, designer_options
         from flnas.report import parse_models, run_baselines
         from flnas.study.loop import run_search
+        from flnas.study.selection import check_rule
         from flnas.study.setup import choices_from_setup, task_from_setup
 
+        check_rule(selection, tolerance)
         names = parse_models(models)
         out.mkdir(parents=True, exist_ok=True)
         storage = storage or f"sqlite:///{(out / 'flnas.db').resolve()}"
@@ -253,10 +261,16 @@ def register(app: typer.Typer) -> None:
         wanted = {"model": llm_model, "base_url": llm_base_url, "seed": run_seed}
         accepted = designer_options(designer)
         chosen = create_designer(designer, **{k: v for k, v in wanted.items() if k in accepted})
-        _log(f"[2/4] search: designer {designer}, {iters} iterations")
+        _log(f"[2/4] search: designer {designer}, {iters} iterations, selection rule {selection!r}")
+        study.set_user_attr(
+            "search",
+            {"iters": iters, "candidates": 1, "selection": selection, "tolerance": tolerance, "designer": designer},
+        )
         result = run_search(
             study,
             designer=chosen,
+            rule=selection,
+            tolerance=tolerance,
             evaluator=evaluator,
             task=task,
             choices=choices,
@@ -274,6 +288,8 @@ def register(app: typer.Typer) -> None:
                 run_search(
                     study,
                     designer=create_designer("fahana-rl"),
+                    rule=selection,
+                    tolerance=tolerance,
                     evaluator=evaluator,
                     task=task,
                     choices=choices,
@@ -290,8 +306,8 @@ def register(app: typer.Typer) -> None:
             top=top,
             repeats=repeats,
             formats=_formats(formats),
-            rule=None,
-            tolerance=None,
+            rule=selection,
+            tolerance=tolerance,
             data=prepared,
         )
         for name, path in written.items():

@@ -295,7 +295,7 @@ def register(app: typer.Typer) -> None:
         selection: str = typer.Option(
             "fair",
             "--selection",
-            help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted.",
+            help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted | balanced.",
         ),
         tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params rules)."),
         init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),

@@ -10,6 +10,9 @@ them, and breaks ties by fewer params. Other rules:
 - ``unfairness``: the lowest val unfairness over all ok candidates; ties by higher accuracy, then params.
 - ``params``: within ``tolerance`` of the best val accuracy, the fewest params; ties by lower unfairness.
 - ``weighted``: the highest scalar :func:`fitness` (also what evolution's tournaments use).
+- ``balanced``: as ``fair``, but on val *balanced* accuracy (the mean per-class recall): within
+  ``tolerance`` of the best balanced accuracy, the lowest unfairness. For imbalanced data such as ISIC, where
+  a network answering the majority class for every image has a high accuracy (and zero EODD/EOPP).
 
 Only candidates with status "ok" take part, and only their *validation* metrics are read; test metrics are
 for the report. An undefined unfairness (no group pair) counts as the worst value, 1.0, as in the trial
@@ -25,7 +28,8 @@ from typing import Any
 from flnas.designers.base import Candidate
 from flnas.errors import FlnasError
 
-RULES = ("fair", "accuracy", "unfairness", "params", "weighted")
+RULES = ("fair", "accuracy", "unfairness", "params", "weighted", "balanced")
+_WITHIN_TOLERANCE = ("fair", "params", "balanced")  # rules that first keep the near-best accuracies
 DEFAULT_RULE = "fair"
 DEFAULT_TOLERANCE = 0.02
 # weighted rule: fairness counts twice as much as accuracy; params enter per decade (10x more params
@@ -76,9 +80,9 @@ def get_best(
     pool = [c for c in candidates if is_ok(c)]
     if not pool:
         return None
-    if rule in ("fair", "params"):
-        best_acc = max(objectives(c)[0] for c in pool)
-        pool = [c for c in pool if objectives(c)[0] >= best_acc - tolerance - 1e-12]
+    if rule in _WITHIN_TOLERANCE:
+        best_acc = max(_accuracy(c, rule) for c in pool)
+        pool = [c for c in pool if _accuracy(c, rule) >= best_acc - tolerance - 1e-12]
     return min(pool, key=lambda c: _sort_key(c, rule, weights))
 
 
@@ -117,8 +121,17 @@ def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
     return sorted(front, key=lambda c: (-points[id(c)][0], points[id(c)][1], points[id(c)][2], c.number))
 
 
+def _accuracy(c: Candidate, rule: str) -> float:
+    """The accuracy a rule compares: val balanced accuracy for ``balanced``, val accuracy otherwise."""
+    if rule == "balanced":
+        return _num(((c.metrics or {}).get("val") or {}).get("balanced_accuracy"), 0.0)
+    return objectives(c)[0]
+
+
 def _sort_key(c: Candidate, rule: str, weights: dict[str, float] | None) -> tuple[float, ...]:
     acc, unfairness, params = objectives(c)
+    if rule == "balanced":
+        return (unfairness, params, -_accuracy(c, rule), c.number)
     if rule == "fair":
         return (unfairness, params, -acc, c.number)
     if rule == "accuracy":
