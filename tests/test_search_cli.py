@@ -151,11 +151,14 @@ def test_search_runs_shows_the_table_exports_the_best_and_resumes(synth_dir, tmp
         "cli",
         "--storage",
         str(tmp_path / "s.db"),
+        "--selection",
+        "balanced",
     ]
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert "new study 'cli'" in out and "2/2 evaluated candidates" in out
     assert "top candidates" in out and "OptDNN: trial #" in out and "Valid Acc:" in out
+    assert "selection rule 'balanced'" in out and "bal. acc" in out
     best = tmp_path / "runs" / "cli" / "best"
     assert {"spec.json", "model.pt", "metrics.json", "predictions.csv", "model.py"} <= {
         p.name for p in best.iterdir()

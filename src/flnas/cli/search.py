@@ -61,7 +61,18 @@ def _top_table(ranked: list[Any], best: Any, n: int = 5) -> Any:
 
     title = f"top candidates (validation metrics, best first, * = OptDNN; {len(ranked)} ok)"
     table = Table(title=title, title_justify="left")
-    columns = ("trial", "iter", "designer", "val acc", "unfairness", "EODD", "EOPP1", "params", "latency (s)")
+    columns = (
+        "trial",
+        "iter",
+        "designer",
+        "val acc",
+        "bal. acc",
+        "unfairness",
+        "EODD",
+        "EOPP1",
+        "params",
+        "latency (s)",
+    )
     for col in columns:
         table.add_column(col, justify="left" if col == "designer" else "right")
     for c in ranked[:n]:
@@ -73,6 +84,7 @@ def _top_table(ranked: list[Any], best: Any, n: int = 5) -> Any:
             str(c.iteration),
             c.designer,
             fmt(acc, percent=True),
+            fmt(val.get("balanced_accuracy"), percent=True),
             fmt(val.get("unfairness")),
             fmt(val.get("eodd")),
             fmt(val.get("eopp1")),
