@@ -11,8 +11,9 @@ with search seed r and training seed r, the same TrainConfig and the same Choice
   unfairness counts as 1 (the study's convention); failed candidates add nothing. Computed with Optuna's
   exact WFG implementation (``optuna._hypervolume.compute_hypervolume``; Optuna 5 has no public one);
 - evaluations needed to reach random search's final hypervolume of the same repeat (">N" when never);
-- the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, default rule, validation
-  metrics only) and its *test* accuracy, balanced accuracy, unfairness and params.
+- the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, the ``--selection`` rule,
+  default "fair", validation metrics only) and its *test* accuracy, balanced accuracy, unfairness and
+  params. The rule is also what every designer is shown as "best so far", so it steers the searches.
 
 The default (synthetic data, 600 records at 32x32, N=10 as the paper's IterMax, R=5, 3 epochs, Choices
 capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) is sized to finish in under
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--class-weighted", action="store_true", help="inverse-class-frequency loss (for imbalanced data: ISIC)"
     )
+    p.add_argument("--selection", default="fair", help="GetBestMetrics rule (flnas search --help lists them)")
+    p.add_argument("--tolerance", type=float, default=0.02, help="accuracy tolerance of the rule")
     p.add_argument("--llm-model", default=None, help="chat model of the llm designer (default: its own)")
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
     p.add_argument("--verbose", action="store_true")
@@ -78,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             2_000_000,
         )
     args.designers = args.designers or ",".join(DESIGNERS)
+    from flnas.errors import FlnasError
+    from flnas.study.selection import check_rule
+
+    try:
+        check_rule(args.selection, args.tolerance)
+    except FlnasError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -185,6 +195,8 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         task=task,
         choices=choices,
         iters=args.iters,
+        rule=args.selection,
+        tolerance=args.tolerance,
         seed=seed,
         log=log,
     )
@@ -354,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
             "threads": threads,
             "class_weighted": args.class_weighted,
+            "selection": {"rule": args.selection, "tolerance": args.tolerance},
             "reference_point": [1.0, 1.0, 1.0],
         },
     }
