@@ -309,7 +309,7 @@ def register(app: typer.Typer) -> None:
             "--selection",
             help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted | balanced.",
         ),
-        tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params rules)."),
+        tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params/balanced rules)."),
         init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),
         epochs: opt.Epochs = None,
         patience: opt.Patience = None,

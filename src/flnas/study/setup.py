@@ -143,11 +143,8 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
                             "hardware metrics)"
                         )
                         continue
-                    if field == "class_weighted_loss":
-                        out.append(
-                            "--class-weighted (the study trains with an "
-                            f"{'class-weighted' if stored_train[field] else 'unweighted'} loss)"
-                        )
+                    if field == "class_weighted_loss":  # the flag can only ask for True
+                        out.append("--class-weighted (the study trains with an unweighted loss)")
                         continue
                     flag = "--" + field.replace("_", "-")
                     out.append(f"{flag} {v} (the study has {stored_train[field]})")
