@@ -132,8 +132,8 @@ def time_repeats(fn: Callable[[], Any], *, warmup: int, repeats: int, inner: int
 def cpu_times() -> tuple[int, int] | None:
     """(steal, total) CPU jiffies of the whole machine from /proc/stat (None where there is none).
 
-    Steal is time the hypervisor gave this VM's virtual CPUs to someone else: the one source of timing
-    noise that no setting inside the VM can remove, so the benchmarks report it beside their spreads.
+    Steal is time the hypervisor gave this VM's virtual CPUs to someone else. The benchmarks report it
+    beside their spreads, to tell that noise apart from a VM whose speed varies without any steal.
     """
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -143,13 +143,6 @@ def cpu_times() -> tuple[int, int] | None:
         return None
     values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
     return values[7], sum(values)
-
-
-def steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """Fraction of CPU time stolen by the hypervisor between two ``cpu_times()`` readings."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def calibrate_inner(fn: Callable[[], Any], *, min_sample_s: float) -> int:

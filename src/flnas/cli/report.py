@@ -229,6 +229,7 @@ def register(app: typer.Typer) -> None:
         from flnas.study.loop import run_search
         from flnas.study.selection import check_rule
         from flnas.study.setup import choices_from_setup, task_from_setup
+        from flnas.study.storage import set_search_settings
 
         check_rule(selection, tolerance)
         names = parse_models(models)
@@ -262,9 +263,8 @@ def register(app: typer.Typer) -> None:
         accepted = designer_options(designer)
         chosen = create_designer(designer, **{k: v for k, v in wanted.items() if k in accepted})
         _log(f"[2/4] search: designer {designer}, {iters} iterations, selection rule {selection!r}")
-        study.set_user_attr(
-            "search",
-            {"iters": iters, "candidates": 1, "selection": selection, "tolerance": tolerance, "designer": designer},
+        set_search_settings(
+            study, iters=iters, candidates=1, selection=selection, tolerance=tolerance, designer=designer
         )
         result = run_search(
             study,

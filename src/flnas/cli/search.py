@@ -149,7 +149,7 @@ def _run(
     from flnas.study.loop import run_search
     from flnas.study.selection import check_rule, rank
     from flnas.study.setup import choices_from_setup, resolve_setup, task_from_setup
-    from flnas.study.storage import DEFAULT_STUDY, open_study, storage_url
+    from flnas.study.storage import DEFAULT_STUDY, get_search_settings, open_study, set_search_settings, storage_url
 
     check_rule(selection, tolerance)
     if k < 1 or (iters is not None and iters < 1):
@@ -182,16 +182,9 @@ def _run(
             highlight=False,
             soft_wrap=True,
         )
-    iters = iters or int((study.user_attrs.get("search") or {}).get("iters") or defaults["iters"])
-    study.set_user_attr(
-        "search",
-        {
-            "iters": iters,
-            "candidates": k,
-            "selection": selection,
-            "tolerance": tolerance,
-            "designer": designer_name,
-        },
+    iters = iters or int(get_search_settings(study).get("iters") or defaults["iters"])
+    set_search_settings(
+        study, iters=iters, candidates=k, selection=selection, tolerance=tolerance, designer=designer_name
     )
     choices = choices_from_setup(setup)
     run_on = {"device": train["device"]} if "device" in train else {}
@@ -403,11 +396,11 @@ def register(app: typer.Typer) -> None:
         from flnas.study.loop import next_iteration
         from flnas.study.selection import get_best
         from flnas.study.setup import choices_from_setup, task_from_setup
-        from flnas.study.storage import get_setup, open_study
+        from flnas.study.storage import get_search_settings, get_setup, open_study
 
         study = open_study(study_name, storage, create=False)
         setup = get_setup(study)
-        search_attrs = study.user_attrs.get("search") or {}
+        search_attrs = get_search_settings(study)
         history = [c for c in load_candidates(study) if c.status != "running"]
         iters = int(search_attrs.get("iters") or 10**6)
         todo = next_iteration(history, iters=max(iters, 1), k=candidates)

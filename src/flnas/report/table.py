@@ -104,24 +104,17 @@ class ReportTable:
 
 
 def selection_options(
-    setup: dict[str, Any],
-    rule: str | None = None,
-    tolerance: float | None = None,
-    search: dict[str, Any] | None = None,
+    search: dict[str, Any], rule: str | None = None, tolerance: float | None = None
 ) -> dict[str, Any]:
-    """The selection rule: explicit arguments, else the study's, else the default.
+    """The selection rule: explicit arguments, else the one the last search ran with, else the default.
 
-    The study's rule is what the last ``flnas search`` ran with (``search``: the study's "search" user
-    attribute, ``{"selection": rule, "tolerance": t}``), or a ``setup["selection"]`` dict.
+    ``search`` is the study's search settings (``flnas.study.storage.get_search_settings``).
     """
     from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule
 
-    stored = setup.get("selection") if isinstance(setup.get("selection"), dict) else {}
-    if search and search.get("selection"):
-        stored = {"rule": search["selection"], "tolerance": search.get("tolerance", DEFAULT_TOLERANCE)}
     if tolerance is None:
-        tolerance = stored.get("tolerance", DEFAULT_TOLERANCE)
-    options = {"rule": rule or stored.get("rule") or DEFAULT_RULE, "tolerance": float(tolerance)}
+        tolerance = search.get("tolerance", DEFAULT_TOLERANCE)
+    options = {"rule": rule or search.get("selection") or DEFAULT_RULE, "tolerance": float(tolerance)}
     check_rule(options["rule"], options["tolerance"])
     return options
 
@@ -174,11 +167,10 @@ def build_table(
     tolerance: float | None = None,
 ) -> ReportTable:
     """Read the study and assemble Table I (no training happens here)."""
-    from flnas.study.storage import get_setup
+    from flnas.study.storage import get_search_settings, get_setup
 
     setup = get_setup(study) or {}
-    search_attrs = study.user_attrs.get("search")
-    selection = selection_options(setup, rule, tolerance, search_attrs if isinstance(search_attrs, dict) else None)
+    selection = selection_options(get_search_settings(study), rule, tolerance)
     search = load_kind(study, "search")
     baselines = load_kind(study, "baseline")
     repeats: dict[int, list[dict[str, Any]]] = {}

@@ -129,10 +129,9 @@ def _accuracy(c: Candidate, rule: str) -> float:
 
 
 def _sort_key(c: Candidate, rule: str, weights: dict[str, float] | None) -> tuple[float, ...]:
-    acc, unfairness, params = objectives(c)
-    if rule == "balanced":
-        return (unfairness, params, -_accuracy(c, rule), c.number)
-    if rule == "fair":
+    _, unfairness, params = objectives(c)
+    acc = _accuracy(c, rule)
+    if rule in ("fair", "balanced"):
         return (unfairness, params, -acc, c.number)
     if rule == "accuracy":
         return (-acc, unfairness, params, c.number)

@@ -86,3 +86,17 @@ def get_setup(study: optuna.Study) -> dict[str, Any] | None:
 
 def set_setup(study: optuna.Study, setup: dict[str, Any]) -> None:
     study.set_user_attr("setup", setup)
+
+
+def get_search_settings(study: optuna.Study) -> dict[str, Any]:
+    """The last search run's settings (iters, candidates, selection, tolerance, designer); {} before any."""
+    settings = study.user_attrs.get("search")
+    return settings if isinstance(settings, dict) else {}
+
+
+def set_search_settings(
+    study: optuna.Study, *, iters: int, candidates: int, selection: str, tolerance: float, designer: str
+) -> None:
+    """Record how the search runs, for `flnas prompt` and for `flnas report`'s default selection rule."""
+    settings = {"iters": iters, "candidates": candidates, "selection": selection, "tolerance": tolerance}
+    study.set_user_attr("search", {**settings, "designer": designer})
