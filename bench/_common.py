@@ -181,7 +181,21 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing, not finite, or the denominator is not > 0.
+
+    Benchmarks divide by measured durations; a very fast step can measure as 0 on a coarse clock, and a
+    ratio over it means nothing, so it is reported as missing ("n/a") instead of raising or being infinite.
+    """
+    if numerator is None or denominator is None:
+        return None
+    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
+    """A figure for a table; missing or non-finite figures print as "n/a"."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"

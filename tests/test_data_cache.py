@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flnas.data.cache import decode_image, default_cache_dir, load_images
+from flnas.data.cache import CacheResult, decode_image, default_cache_dir, load_images
 from flnas.errors import DataError
 
 
@@ -113,3 +113,9 @@ def test_unwritable_cache_dir_is_a_data_error(images, tmp_path):
     blocker.write_text("x")
     with pytest.raises(DataError, match="cannot write the decoded-image cache"):
         load_images(images, 16, cache_dir=blocker / "sub", progress=False)
+
+
+def test_info_keeps_the_measured_seconds_unrounded():
+    """A warm read can take well under a millisecond; rounding it to 0.000 broke every ratio over it."""
+    result = CacheResult(images=np.zeros((1, 8, 8, 3), dtype=np.uint8), seconds=0.00042)
+    assert result.info()["seconds"] == 0.00042

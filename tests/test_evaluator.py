@@ -125,10 +125,15 @@ def test_candidate_failures_are_results_not_exceptions(hand_data, how, failure, 
     json.dumps(result.metrics)
 
 
-def test_time_budget_fails_the_candidate(hand_data):
-    config = TrainConfig(**{**FAST, "epochs": 100, "patience": 100}, max_train_seconds=0.05)
+def test_time_budget_fails_the_candidate(hand_data, monkeypatch):
+    from flnas.evaluate import train
+
+    ticks = iter(range(10**6))  # a clock that moves 1 s per read: over the 5 s budget within the first epoch
+    monkeypatch.setattr(train, "clock", lambda: float(next(ticks)))
+    config = TrainConfig(**{**FAST, "epochs": 100, "patience": 100}, max_train_seconds=5)
     result = Evaluator(hand_data, config).evaluate(small_module())
-    assert result.failure == "timeout" and "time budget of 0.05 s" in result.reason
+    assert result.status == "failed" and result.failure == "timeout"
+    assert result.reason.startswith("training exceeded its time budget of 5 s (stopped at epoch 1, batch ")
 
 
 def test_hardware_failure_is_recorded_and_the_candidate_stays_ok(hand_data, monkeypatch):

@@ -43,12 +43,12 @@ class CacheResult:
     path: Path | None = None
     decoded: int = 0  # images decoded by this call (0 on a hit)
     status: str = "built"  # "hit", "built", "rebuilt (stale)" or "rebuilt (corrupt)"
-    seconds: float = 0.0
+    seconds: float = 0.0  # full precision: a warm read can take well under a millisecond
 
     def info(self) -> dict:
-        """The ``cache`` object of the data summary."""
+        """The ``cache`` object of the data summary (``seconds`` unrounded; round it only to display it)."""
         return {"hit": self.hit, "path": str(self.path), "decoded": self.decoded, "status": self.status,
-                "seconds": round(self.seconds, 3)}
+                "seconds": self.seconds}
 
 
 def default_cache_dir() -> Path:
