@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+import typer.main
 
 from flnas import __version__
 from flnas.cli._common import err_console
@@ -53,6 +53,47 @@ def _register() -> None:
 _register()
 
 
+def _click_exception() -> type[Exception]:
+    """The ``ClickException`` class of the click copy the installed typer raises.
+
+    typer up to 0.24 uses the ``click`` package; later releases carry their own copy (``typer._click``),
+    whose exceptions the ``click`` package's classes do not catch. ``typer.BadParameter`` is public in both
+    and derives from the right ``ClickException``, so that class is found through it.
+    """
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+_ClickException = _click_exception()
+
+
+def _context_for(args: list[str]) -> object:
+    """A click context for the deepest command that ``args`` names (for its usage line)."""
+    command = typer.main.get_command(app)
+    ctx = command.context_class(command, info_name="flnas", **command.context_settings)
+    for token in args:
+        sub = (getattr(command, "commands", None) or {}).get(token)
+        if sub is None:
+            break
+        command = sub
+        ctx = command.context_class(command, info_name=token, parent=ctx, **command.context_settings)
+    return ctx
+
+
+def _show_usage_error(exc: Exception, args: list[str]) -> None:
+    """Print a usage error as click does: the usage line, a hint, the message.
+
+    Some typer releases raise a few usage errors ("Option '--json' does not take a value") without their
+    context, which would print the message alone; the context is rebuilt from the arguments then.
+    """
+    if getattr(exc, "ctx", False) is None:
+        try:
+            exc.ctx = _context_for(args)  # type: ignore[attr-defined]
+            exc.cmd = exc.ctx.command  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the message alone is still a clear answer
+            exc.ctx = None  # type: ignore[attr-defined]
+    exc.show()  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn user errors into one line and an exit code."""
     try:
@@ -61,13 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     except FlnasError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except _ClickException as exc:  # usage errors: the usage line, the message, exit 2
+        _show_usage_error(exc, list(sys.argv[1:] if argv is None else argv))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
