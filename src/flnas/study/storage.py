@@ -22,8 +22,12 @@ in values and as null in ``metrics``. Failed and invalid candidates are state FA
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import warnings
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 import optuna
@@ -46,15 +50,17 @@ def storage_url(storage: str | None) -> str:
 
 
 def open_study(name: str, storage: str | None, *, create: bool = True) -> optuna.Study:
-    """Open (or create) the named multi-objective study; one clear error when the storage cannot be used."""
+    """Open (or create) the named multi-objective study; one clear error when the storage cannot be used.
+
+    A SQLite file is checked first (``PRAGMA quick_check``): a damaged one is refused, never written to.
+    """
     url = storage_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_sqlite(url)
     try:
         rdb = optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs=_engine_kwargs(url))
         if create:
-            study = optuna.create_study(
-                study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True
-            )
+            study = optuna.create_study(study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True)
             with warnings.catch_warnings():  # set_metric_names is marked experimental in optuna
                 warnings.simplefilter("ignore")
                 study.set_metric_names(OBJECTIVE_NAMES)
@@ -63,7 +69,95 @@ def open_study(name: str, storage: str | None, *, create: bool = True) -> optuna
     except KeyError as exc:
         raise StudyError(f"no study named {name!r} in {_redact(url)}; run `flnas search --study {name}` first") from exc
     except Exception as exc:  # SQLAlchemy/optuna raise many kinds; the user needs one sentence
-        raise StudyError(f"cannot open study {name!r} in {_redact(url)}: {exc}") from exc
+        known = storage_problem(exc, url)
+        raise StudyError(known or f"cannot open study {name!r} in {_redact(url)}: {_first_line(exc)}") from exc
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return database if database and database != ":memory:" else None
+
+
+def check_sqlite(url: str) -> None:
+    """Refuse a SQLite study file that is damaged (a page overwritten, truncated) or is not a database.
+
+    Runs ``PRAGMA quick_check`` on an existing file (a missing one is created later by optuna). A
+    journal left by a killed process is rolled back by this connection, as optuna's would.
+    """
+    path = sqlite_path(url)
+    if path is None or not os.path.isfile(path):
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as con:
+            problems = [row[0] for row in con.execute("PRAGMA quick_check(3)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        problem = storage_problem(exc, url)
+        raise StudyError(problem or f"{path}: cannot read the study database ({exc})") from exc
+    if problems != ["ok"]:
+        raise StudyError(_corrupt(path, problems[0]))
+
+
+def storage_problem(exc: BaseException, url: str) -> str | None:
+    """One sentence for a storage failure a user can act on (disk full, damaged or locked file), else None.
+
+    Looks through the exception's causes: optuna wraps SQLAlchemy, which wraps the driver's error, and
+    says only "invalid data ... exceeding max length" for all of them.
+    """
+    where = sqlite_path(url) or _redact(url)
+    for cause in _chain(exc):
+        text = str(cause).lower()
+        if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+            return (
+                f"the disk holding the study database {where} is full; free some space there (or pass "
+                "another --storage) and run the command again -- results recorded so far are kept"
+            )
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return _corrupt(where, str(cause).splitlines()[0])
+        if "database is locked" in text:
+            return f"the study database {where} is locked by another process; wait for it or stop it, then retry"
+        if "readonly database" in text or "read-only" in text:
+            return f"the study database {where} is read-only; pass a writable --storage or fix its permissions"
+    return None
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn a failure of the study's database while a command runs into one sentence (StudyError)."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as exc:
+        problem = storage_problem(exc, url)
+        raise StudyError(problem or f"the study database {_redact(url)} failed: {_first_line(exc)}") from exc
+
+
+def _corrupt(where: str, detail: str) -> str:
+    return (
+        f"the study database {where} is damaged ({detail}); flnas will not write into it -- restore it "
+        "from a backup or pass another --storage"
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _first_line(exc: BaseException) -> str:
+    """The root cause's first line (drops SQLAlchemy's [SQL: ...] and background-link lines)."""
+    root = list(_chain(exc))[-1]
+    text = str(root).strip().splitlines()
+    return text[0] if text else type(root).__name__
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
