@@ -73,7 +73,7 @@ def mark_interrupted(study: optuna.Study, *, kind: str = "search") -> list[int]:
             continue
         record = dict(trial.user_attrs.get("record") or {})
         who = record.get("owner") or {}
-        if _alive_elsewhere(who):
+        if alive_elsewhere(who):
             raise StudyError(
                 f"trial #{trial.number} of study {study.study_name!r} is being evaluated by a running "
                 f"process (pid {who.get('pid')}); wait for it to finish or stop it before resuming"
@@ -86,7 +86,7 @@ def mark_interrupted(study: optuna.Study, *, kind: str = "search") -> list[int]:
     return marked
 
 
-def _alive_elsewhere(who: dict[str, Any]) -> bool:
+def alive_elsewhere(who: dict[str, Any]) -> bool:
     """True when ``who`` is another live flnas process on this host (a dead or reused pid is not)."""
     pid = who.get("pid")
     if not isinstance(pid, int) or who.get("host") != socket.gethostname() or pid == os.getpid():

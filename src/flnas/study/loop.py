@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, TaskInfo
 from flnas.jsonsafe import json_safe
-from flnas.study.history import INTERRUPTED, load_candidates, mark_interrupted, owner
+from flnas.study import recording
+from flnas.study.history import INTERRUPTED, alive_elsewhere, load_candidates, mark_interrupted, owner
 from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule, get_best, objectives
 
 PASSES_PER_ITERATION = 3
@@ -51,6 +51,7 @@ class SearchResult:
     passes: int = 0  # designer calls made by this run
     stopped: str | None = None  # why the run ended before the target, if it did
     usage: dict[str, int] = field(default_factory=dict)  # the designer's token usage totals
+    files_error: str | None = None  # why the run stopped: a candidate's files could not be written
 
 
 def is_evaluated(candidate: Candidate) -> bool:
@@ -101,13 +102,18 @@ def run_search(
     """Run (or resume) the search on ``study`` until iterations 1..iters each hold k evaluated candidates.
 
     ``evaluator`` is anything with ``evaluate(spec, *, name, out_dir, on_epoch) -> EvalResult``; artifacts of
-    each candidate go to ``out_dir/candidates/<trial number>`` when ``out_dir`` is given.
-    ``on_candidate(candidate, eval_result_or_None)`` is called after each trial is recorded.
+    each candidate go to ``out_dir/candidates/<trial number>`` when ``out_dir`` is given (see
+    :mod:`flnas.study.recording`). A run folder that stops taking files ends the run after recording the
+    candidate's metrics (``files_error``). ``on_candidate(candidate, eval_result_or_None)`` is called
+    after each trial is recorded.
     """
     check_rule(rule, tolerance)
     if iters < 1 or k < 1:
         raise ValueError("iters and k must be at least 1")
     result = SearchResult(best=None, candidates=[], evaluated=0, target=iters * k)
+    if out_dir is not None:
+        recording.check_out_dir(out_dir)
+        recording.recover(study, out_dir, alive=alive_elsewhere, log=log)
     result.interrupted = mark_interrupted(study)
     for number in result.interrupted:
         log(f"trial #{number} was {INTERRUPTED}; its iteration runs again")
@@ -145,7 +151,7 @@ def run_search(
         if not proposals:
             proposals = [Proposal(spec=None, error=f"designer {designer.name!r} returned no proposal")]
         for proposal in proposals:
-            candidate, evaluation = _run_one(
+            candidate, evaluation, files_error = _run_one(
                 study,
                 proposal,
                 designer=designer,
@@ -165,6 +171,11 @@ def run_search(
             designer.observe(candidate)
             if on_candidate is not None:
                 on_candidate(candidate, evaluation)
+            if files_error is not None:
+                result.stopped = result.files_error = files_error  # the caller reports it
+                break
+        if result.files_error is not None:
+            break
 
     result.candidates = _own_candidates(study, designer.name)
     result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
@@ -197,8 +208,11 @@ def _run_one(
     known: dict[str, int],
     log: Callable[[str], None],
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
-) -> tuple[Candidate, Any]:
-    """Record one proposal as a trial; train it unless it is invalid or already tried."""
+) -> tuple[Candidate, Any, str | None]:
+    """Record one proposal as a trial; train it unless it is invalid or already tried.
+
+    Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
+    """
     trial = study.ask()
     record = _stored(
         {
@@ -227,14 +241,11 @@ def _run_one(
     if reason is not None:
         _finish(study, trial, "invalid", reason, None, record)
         log(f"{label}: invalid -- {reason}")
-        return _candidate(trial.number, iteration, designer.name, spec, "invalid", None, reason), None
+        return _candidate(trial.number, iteration, designer.name, spec, "invalid", None, reason), None, None
 
-    cand_dir = Path(out_dir) / "candidates" / str(trial.number) if out_dir is not None else None
     started = time.monotonic()
-    try:
-        evaluation = evaluator.evaluate(
-            spec, name=f"trial-{trial.number}", out_dir=cand_dir, on_epoch=on_epoch
-        )
+    try:  # the files are written below, by this loop, so that a full disk cannot lose the measurement
+        evaluation = evaluator.evaluate(spec, name=f"trial-{trial.number}", out_dir=None, on_epoch=on_epoch)
     except KeyboardInterrupt:
         _finish(study, trial, "failed", "interrupted (stopped by the user during evaluation)", None, record)
         raise
@@ -248,12 +259,21 @@ def _run_one(
         if status == "ok" and ((metrics or {}).get("val") or {}).get("accuracy") is None:
             status, why = "failed", "the evaluator returned no validation accuracy"
     record["eval_seconds"] = round(time.monotonic() - started, 3)
-    if cand_dir is not None and status == "ok":
-        record["artifacts"] = str(cand_dir)
     record["finished"] = _now()
     candidate = _candidate(trial.number, iteration, designer.name, spec, status, metrics, why)
     values = list(objectives(candidate)) if status == "ok" else None
+    files_error = None
+    if out_dir is not None and getattr(evaluation, "status", None) == "ok":
+        payload = {"status": status, "reason": why, "metrics": metrics, "record": record, "values": values}
+        files_error = recording.stage(out_dir, trial.number, evaluation, spec=spec, task=task, payload=payload)
     _finish(study, trial, status, why, metrics, record, values=values)
+    if "artifacts" in record:
+        try:
+            recording.publish(out_dir, trial.number)
+        except OSError as exc:  # the next run finishes the rename from the staged folder
+            files_error = f"{record['artifacts']}: cannot rename its folder into place ({exc.strerror or exc})"
+    if files_error is not None:
+        files_error = recording.stop_message(study.study_name, trial.number, files_error)
     if status == "ok":
         acc, unf, params = objectives(candidate)
         log(
@@ -262,7 +282,7 @@ def _run_one(
         )
     else:
         log(f"{label}: failed -- {why}")
-    return candidate, evaluation
+    return candidate, evaluation, files_error
 
 
 def _check(proposal: Proposal, choices: Any, task: TaskInfo, known: dict[str, int]) -> tuple[Any, Any, Any]:
@@ -293,14 +313,7 @@ def _finish(
     record: dict[str, Any],
     values: list[float] | None = None,
 ) -> None:
-    trial.set_user_attr("status", status)
-    trial.set_user_attr("reason", reason)
-    trial.set_user_attr("metrics", metrics)
-    trial.set_user_attr("record", record)
-    if values is not None:
-        study.tell(trial, values)
-    else:
-        study.tell(trial, state=TrialState.FAIL)
+    recording.record_trial(study, trial, status, reason, metrics, record, values)
 
 
 def _candidate(
