@@ -1,4 +1,4 @@
-"""Entry point: ``flnas data | metrics | space | evaluate | search | prompt | baselines | report``.
+"""Entry point: ``flnas data | metrics | space | evaluate | search | prompt | export | baselines | report``.
 
 Each command lives in its own module and imports heavy libraries (torch, optuna) only when it runs,
 so ``flnas --help`` stays fast. Errors a user can cause (:class:`flnas.errors.FlnasError`) end as one
@@ -40,13 +40,14 @@ def _root(
 
 
 def _register() -> None:
-    from flnas.cli import data, evaluate, metrics, report, search, space
+    from flnas.cli import data, evaluate, export, metrics, report, search, space
 
     app.add_typer(data.app, name="data")
     app.add_typer(space.app, name="space")
     metrics.register(app)
     evaluate.register(app)
     search.register(app)
+    export.register(app)
     report.register(app)
 
 

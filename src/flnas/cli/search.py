@@ -7,7 +7,9 @@ designer, 5 iterations of a few epochs each (about 3 minutes on 2 CPU cores), in
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,22 +108,29 @@ def _usage_totals(study: Any) -> dict[str, int]:
     return totals
 
 
-def _export_best(best: Any, evaluator: Any, out: Path) -> str:
-    """Copy the chosen candidate's artifacts to out/best (retrain with the study's seed if they are gone)."""
-    import shutil
+def _export_best(study: Any, best: Any, evaluator: Any, out: Path) -> str:
+    """Copy the chosen candidate's files to out/best (retrain with the study's seed if they are gone)."""
+    from flnas.study.export import export_candidate
 
-    source, target = out / "candidates" / str(best.number), out / "best"
-    if target.exists():
-        shutil.rmtree(target)
-    if (source / "spec.json").is_file():
-        shutil.copytree(source, target)
-        return f"OptDNN (trial #{best.number}) exported to {target}"
-    result = evaluator.evaluate(best.spec, name=f"trial-{best.number}", out_dir=target)
-    if not result.ok:
-        return f"could not export trial #{best.number}: retraining failed ({result.reason})"
-    return f"OptDNN (trial #{best.number}) retrained with the study's seed and exported to {target}"
+    exported = export_candidate(study, best, out / "best", retrain=None, evaluator=evaluator)
+    how = " retrained with the study's seed and" if exported.source == "retrained" else ""
+    return f"OptDNN (trial #{best.number}){how} exported to {exported.target}"
 
 
+def _storage_guarded(run: Callable[..., None]) -> Callable[..., None]:
+    """A full disk or a damaged study database while ``run`` works ends in one sentence (StudyError)."""
+
+    @functools.wraps(run)
+    def guarded(**kwargs: Any) -> None:
+        from flnas.study.storage import storage_errors, storage_url
+
+        with storage_errors(storage_url(kwargs.get("storage"))):
+            run(**kwargs)
+
+    return guarded
+
+
+@_storage_guarded
 def _run(
     *,
     data: Path | None,
@@ -244,7 +253,10 @@ def _run(
         highlight=False,
     )
     console.print(format_opt_metrics(best.metrics), markup=False, highlight=False, soft_wrap=True)
-    console.print(_export_best(best, evaluator, out), markup=False, highlight=False, soft_wrap=True)
+    if result.files_error:
+        err_console.print(f"[bold red]error:[/] {escape(result.files_error)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    console.print(_export_best(study, best, evaluator, out), markup=False, highlight=False, soft_wrap=True)
     usage = _usage_totals(study)
     if usage.get("total_tokens") or usage.get("calls"):
         console.print(
