@@ -22,6 +22,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "evaluate": ("--epcohs", ["--epochs", "abc"]),
     "search": ("--itres", ["--iters", "abc"]),
     "prompt": ("--stduy", ["--candidates", "many"]),
+    "export": ("--trail", ["--trial", "seven"]),
     "report": ("--reapets", ["--repeats", "abc"]),
     "baselines": ("--modles", ["--epochs", "1.5"]),
     "experiment": ("--itres", ["--iters", "x"]),
