@@ -147,3 +147,44 @@ def test_a_full_study_disk_during_a_search_is_one_sentence(synth_dir, tmp_path, 
     assert code == 0, err
     assert "trial #0 had finished before the last run stopped" in out and "0 new trial(s)" in out
     assert open_study("disk", str(db)).get_trials()[0].user_attrs["status"] == "ok"
+
+
+def test_any_command_turns_a_storage_failure_into_one_sentence(tmp_path, capsys, monkeypatch):
+    """A safety net under every command (report, baselines, experiment, prompt): no traceback."""
+    import optuna
+
+    import flnas.study.history as history
+
+    open_study("s", str(tmp_path / "s.db"))
+
+    def full(*_a, **_k):
+        try:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+        except sqlalchemy.exc.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("invalid data ... exceeding max length") from exc
+
+    monkeypatch.setattr(history, "load_candidates", full)
+    code, out, err = run(["prompt", "--study", "s", "--storage", str(tmp_path / "s.db")], capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert err.startswith("error: the disk holding the study database (--storage) is full;") and err.count("\n") == 1
+
+
+def test_a_best_export_into_a_full_disk_is_one_sentence(synth_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import flnas.study.export as export
+
+    out = tmp_path / "run"
+    argv = [*SEARCH, "--data", str(synth_dir), "--study", "b", "--storage", str(tmp_path / "s.db"), "--out", str(out)]
+
+    def no_space(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(export.shutil, "copyfile", no_space)
+    code, text, err = run(argv, capsys)
+    assert code == 2 and "Traceback" not in text + err and "shutil.Error" not in err, err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"error: {out / 'best'}: cannot write the exported files (No space left on device)"
+    )
+    assert sorted(os.listdir(out)) == ["candidates"] and shutil.os.listdir(out / "candidates") == ["0"]

@@ -116,4 +116,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # the study's database failing under any command (full disk, damaged file)
+        problem = _storage_problem(exc)
+        if problem is None:
+            raise
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """One sentence when ``exc`` comes from the study's database (optuna, SQLAlchemy, sqlite3), else None."""
+    seen, current = 0, exc
+    while current is not None and seen < 10:
+        module = type(current).__module__
+        if module.startswith(("sqlalchemy", "sqlite3", "optuna.exceptions", "_sqlite3")):
+            from flnas.study.storage import storage_problem
+
+            lines = str(current).strip().splitlines()
+            detail = lines[0] if lines else type(current).__name__
+            return storage_problem(exc, None) or f"the study database failed ({detail})"
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None

@@ -102,13 +102,13 @@ def check_sqlite(url: str) -> None:
         raise StudyError(_corrupt(path, problems[0]))
 
 
-def storage_problem(exc: BaseException, url: str) -> str | None:
+def storage_problem(exc: BaseException, url: str | None) -> str | None:
     """One sentence for a storage failure a user can act on (disk full, damaged or locked file), else None.
 
     Looks through the exception's causes: optuna wraps SQLAlchemy, which wraps the driver's error, and
     says only "invalid data ... exceeding max length" for all of them.
     """
-    where = sqlite_path(url) or _redact(url)
+    where = (sqlite_path(url) or _redact(url)) if url else "(--storage)"
     for cause in _chain(exc):
         text = str(cause).lower()
         if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text:
