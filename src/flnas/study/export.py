@@ -53,7 +53,7 @@ def select_candidate(study: optuna.Study, *, number: int | None = None, best: bo
         if not found:
             raise StudyError(f"study {study.study_name!r} has no trial #{number}")
         candidate = found[0]
-        if candidate.spec is None or candidate.status in ("invalid", "running") or not candidate.metrics:
+        if candidate.spec is None or candidate.status in ("failed", "invalid", "running") or not candidate.metrics:
             raise StudyError(
                 f"trial #{number} of study {study.study_name!r} has no measured architecture to export "
                 f"(status {candidate.status}{': ' + candidate.reason if candidate.reason else ''})"
