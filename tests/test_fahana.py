@@ -25,7 +25,7 @@ def context(history, iteration, choices=None):
 
 
 def candidate(number, spec, acc, unfairness=0.0, params=1000, status="ok"):
-    metrics = {"params": params, "val": {"accuracy": acc, "unfairness": unfairness}}
+    metrics = {"params": params, "val": {"accuracy": acc, "balanced_accuracy": acc, "unfairness": unfairness}}
     return Candidate(
         number=number, iteration=number, designer="fahana-rl", spec=spec, status=status, metrics=metrics
     )

@@ -218,7 +218,7 @@ def test_the_default_rule_is_the_one_the_search_ran_with(study):
     assert build_table(study).selection["rule"] == "fair"  # nothing stored: the default
     study.set_user_attr("search", {"iters": 5, "selection": "params", "tolerance": 0.05})
     table = build_table(study)
-    assert table.selection == {"rule": "params", "tolerance": 0.05}
+    assert table.selection == {"rule": "params", "tolerance": 0.05, "accuracy": "plain"}  # no key: plain
     assert build_table(study, rule="accuracy").selection["rule"] == "accuracy"  # an explicit rule wins
     assert any("rule params, tolerance 0.05" in note for note in run_notes(table))
 

@@ -6,7 +6,24 @@ import pytest
 
 from flnas.designers.base import Candidate
 from flnas.errors import FlnasError
-from flnas.study.selection import fitness, get_best, pareto_front, rank
+from flnas.study import selection
+
+
+# the rules below are checked on plain accuracy (the paper's preset); the balanced default has its own tests
+def get_best(candidates, **kw):
+    return selection.get_best(candidates, **{"accuracy": "plain", **kw})
+
+
+def rank(candidates, **kw):
+    return selection.rank(candidates, **{"accuracy": "plain", **kw})
+
+
+def pareto_front(candidates, **kw):
+    return selection.pareto_front(candidates, **{"accuracy": "plain", **kw})
+
+
+def fitness(candidate, weights=None):
+    return selection.fitness(candidate, weights, accuracy="plain")
 
 
 def cand(number: int, acc: float, unf: float | None, params: int, status: str = "ok", test_acc: float = 0.0):
@@ -96,3 +113,29 @@ def test_bad_rule_or_tolerance_is_one_sentence():
         get_best(POOL, rule="best")
     with pytest.raises(FlnasError, match="non-negative"):
         get_best(POOL, tolerance=-1)
+
+
+def test_balanced_accuracy_of_record_is_the_default_and_drives_every_rule():
+    def with_balanced(c, balanced):
+        c.metrics["val"]["balanced_accuracy"] = balanced
+        return c
+
+    pool = [
+        with_balanced(cand(0, 0.72, 0.00, 50_000), 0.125),  # the majority-class answer
+        with_balanced(cand(1, 0.65, 0.12, 60_000), 0.53),
+        with_balanced(cand(2, 0.62, 0.08, 40_000), 0.52),
+    ]
+    assert selection.get_best(pool).number == 2  # fair rule on balanced accuracy (the default)
+    assert selection.get_best(pool, rule="accuracy").number == 1
+    assert selection.get_best(pool, rule="accuracy", accuracy="plain").number == 0
+    assert selection.objectives(pool[0]) == (0.125, 0.0, 50_000)
+    assert selection.objectives(pool[0], "plain") == (0.72, 0.0, 50_000)
+    assert {c.number for c in selection.pareto_front(pool)} == {0, 1, 2}  # 0 is the fairest
+    with pytest.raises(FlnasError, match="--accuracy 'top1'"):
+        selection.get_best(pool, accuracy="top1")
+
+
+def test_degenerate_candidates_are_never_selected():
+    c = cand(0, 0.9, 0.0, 10, status="degenerate")
+    assert selection.get_best([c], accuracy="plain") is None
+    assert selection.rank([c, cand(1, 0.5, 0.1, 10)], accuracy="plain")[0].number == 1

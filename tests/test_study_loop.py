@@ -49,6 +49,7 @@ class FakeEvaluator:
             "params": 1000 + ch,
             "val": {
                 "accuracy": acc,
+                "balanced_accuracy": acc,
                 "unfairness": None if ch == 8 else ch / 1000,
                 "groups": {"male": {"accuracy": acc, "count": 5}},
             },

@@ -50,10 +50,31 @@ MaxTrainSeconds = Annotated[
 ]
 NoHardware = Annotated[bool, typer.Option("--no-hardware", help="Skip FLOPs/memory/latency/ONNX.")]
 ClassWeighted = Annotated[
-    bool,
+    bool | None,
     typer.Option(
-        "--class-weighted",
-        help="Weight the training loss by inverse class frequency (for imbalanced data such as ISIC).",
+        "--class-weighted/--no-class-weighted",
+        help="Weight the training loss by inverse class frequency (for imbalanced data such as ISIC). "
+        "Default: on for a new study; a resumed study keeps its own. The paper's preset: "
+        "--accuracy plain --no-class-weighted.",
+        show_default=False,
+    ),
+]
+ClassWeightedOff = Annotated[
+    bool | None,
+    typer.Option(
+        "--class-weighted/--no-class-weighted",
+        help="Weight the training loss by inverse class frequency (default off here; on in new studies).",
+        show_default=False,
+    ),
+]
+Accuracy = Annotated[
+    str | None,
+    typer.Option(
+        "--accuracy",
+        help="The study's accuracy of record: balanced (mean per-class recall; default for a new study) or "
+        "plain (the paper's; a study from before this option keeps plain). It drives the objective, "
+        "every selection rule, the designers' best so far and Table I's marks; both are always reported.",
+        show_default=False,
     ),
 ]
 
@@ -82,12 +103,12 @@ def train_overrides(
     device: str | None = None,
     max_train_seconds: float | None = None,
     no_hardware: bool = False,
-    class_weighted: bool = False,
+    class_weighted: bool | None = None,
 ) -> dict[str, Any]:
     """The TrainConfig fields the user gave (None means not given).
 
-    ``--no-hardware`` sets measure_hardware to False and ``--class-weighted`` sets class_weighted_loss to True;
-    either flag left out means "not given", so a resumed study keeps what it was created with.
+    ``--no-hardware`` sets measure_hardware to False and ``--class-weighted``/``--no-class-weighted`` set
+    class_weighted_loss; a flag left out means "not given", so a resumed study keeps what it was created with.
     """
     given = {
         "epochs": epochs,
@@ -97,6 +118,6 @@ def train_overrides(
         "device": device,
         "max_train_seconds": max_train_seconds,
         "measure_hardware": False if no_hardware else None,
-        "class_weighted_loss": True if class_weighted else None,
+        "class_weighted_loss": class_weighted,
     }
     return {key: value for key, value in given.items() if value is not None}

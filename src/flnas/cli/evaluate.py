@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         ),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
         no_hardware: opt.NoHardware = False,
-        class_weighted: opt.ClassWeighted = False,
+        class_weighted: opt.ClassWeightedOff = None,
     ) -> None:
         """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
         from flnas.data import default_synthetic_dir, prepare_data

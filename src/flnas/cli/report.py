@@ -45,7 +45,7 @@ def prepare_study(
     """(study, setup, PreparedData): the study's own setup if it has one, else a new one from these options.
 
     ``flags`` are :func:`flnas.study.setup.resolve_setup`'s (data, subset, seed, image_size, cache_dir,
-    env, choices_path); options that differ from an existing study's setup are refused in one sentence, so
+    env, choices_path, accuracy); options that differ from an existing study's setup are refused in one sentence, so
     every model of a study is trained on the same data under the same settings.
     """
     from flnas.study.setup import resolve_setup
@@ -54,10 +54,17 @@ def prepare_study(
     study = open_study(study_name, storage, create=True)
     defaults = {"image_size": DEFAULT_IMAGE_SIZE}
     setup, prepared, resumed = resolve_setup(study, train=train, defaults=defaults, **flags)
+    from flnas.study.setup import accuracy_from_setup
+
+    weighted = "class-weighted" if (setup.get("train") or {}).get("class_weighted_loss") else "unweighted"
+    what = f"{accuracy_from_setup(setup)} accuracy, {weighted} loss"
     if resumed:
-        _log(f"study {study_name!r}: using its setup ({setup.get('dataset')}, image size {setup.get('image_size')})")
+        _log(
+            f"study {study_name!r}: using its setup ({setup.get('dataset')}, image size "
+            f"{setup.get('image_size')}, {what})"
+        )
     else:
-        _log(f"study {study_name!r}: created ({prepared.name}, image size {setup['image_size']})")
+        _log(f"study {study_name!r}: created ({prepared.name}, image size {setup['image_size']}, {what})")
     return study, setup, prepared
 
 
@@ -158,7 +165,8 @@ def register(app: typer.Typer) -> None:
         device: opt.Device = None,
         cache_dir: opt.CacheDir = None,
         no_hardware: opt.NoHardware = False,
-        class_weighted: opt.ClassWeighted = False,
+        class_weighted: opt.ClassWeighted = None,
+        accuracy: opt.Accuracy = None,
     ) -> None:
         """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
         from flnas.report import parse_models, run_baselines
@@ -179,6 +187,7 @@ def register(app: typer.Typer) -> None:
             cache_dir=cache_dir,
             env=None,
             choices_path=None,
+            accuracy=accuracy,
         )
         done = run_baselines(
             study, names, _evaluator(setup, prepared, train), out_dir=out, log=_log, on_epoch=_on_epoch
@@ -214,7 +223,8 @@ def register(app: typer.Typer) -> None:
         device: opt.Device = None,
         cache_dir: opt.CacheDir = None,
         no_hardware: opt.NoHardware = False,
-        class_weighted: opt.ClassWeighted = False,
+        class_weighted: opt.ClassWeighted = None,
+        accuracy: opt.Accuracy = None,
         selection: str = typer.Option(
             "fair",
             "--selection",
@@ -228,10 +238,10 @@ def register(app: typer.Typer) -> None:
         from flnas.report import parse_models, run_baselines
         from flnas.study.loop import run_search
         from flnas.study.selection import check_rule
-        from flnas.study.setup import choices_from_setup, task_from_setup
+        from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
         from flnas.study.storage import set_search_settings
 
-        check_rule(selection, tolerance)
+        check_rule(selection, tolerance, accuracy or "balanced")
         names = parse_models(models)
         out.mkdir(parents=True, exist_ok=True)
         storage = storage or f"sqlite:///{(out / 'flnas.db').resolve()}"
@@ -253,7 +263,9 @@ def register(app: typer.Typer) -> None:
             cache_dir=cache_dir,
             env=env,
             choices_path=choices_path,
+            accuracy=accuracy,
         )
+        accuracy = accuracy_from_setup(setup)
         evaluator = _evaluator(setup, prepared, train)
         _log(f"[1/4] baselines: {', '.join(names)}")
         run_baselines(study, names, evaluator, out_dir=out, log=_log, on_epoch=_on_epoch)
@@ -271,6 +283,7 @@ def register(app: typer.Typer) -> None:
             designer=chosen,
             rule=selection,
             tolerance=tolerance,
+            accuracy=accuracy,
             evaluator=evaluator,
             task=task,
             choices=choices,
@@ -290,6 +303,7 @@ def register(app: typer.Typer) -> None:
                     designer=create_designer("fahana-rl"),
                     rule=selection,
                     tolerance=tolerance,
+                    accuracy=accuracy,
                     evaluator=evaluator,
                     task=task,
                     choices=choices,

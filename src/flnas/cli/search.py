@@ -56,19 +56,17 @@ def _progress():
     return on_epoch, state
 
 
-def _top_table(ranked: list[Any], best: Any, n: int = 5) -> Any:
+def _top_table(ranked: list[Any], best: Any, accuracy: str, n: int = 5) -> Any:
     from rich.table import Table
-
-    from flnas.study.selection import objectives
 
     title = f"top candidates (validation metrics, best first, * = OptDNN; {len(ranked)} ok)"
     table = Table(title=title, title_justify="left")
+    accs = ("bal. acc", "val acc") if accuracy == "balanced" else ("val acc", "bal. acc")
     columns = (
         "trial",
         "iter",
         "designer",
-        "val acc",
-        "bal. acc",
+        *accs,
         "unfairness",
         "EODD",
         "EOPP1",
@@ -78,15 +76,15 @@ def _top_table(ranked: list[Any], best: Any, n: int = 5) -> Any:
     for col in columns:
         table.add_column(col, justify="left" if col == "designer" else "right")
     for c in ranked[:n]:
-        acc, _unf, params = objectives(c)
         val = (c.metrics or {}).get("val") or {}
+        params = (c.metrics or {}).get("params") or 0
         mark = " *" if best is not None and c.number == best.number else ""
+        keys = ("balanced_accuracy", "accuracy") if accuracy == "balanced" else ("accuracy", "balanced_accuracy")
         table.add_row(
             f"#{c.number}{mark}",
             str(c.iteration),
             c.designer,
-            fmt(acc, percent=True),
-            fmt(val.get("balanced_accuracy"), percent=True),
+            *(fmt(val.get(key), percent=True) for key in keys),
             fmt(val.get("unfairness")),
             fmt(val.get("eodd")),
             fmt(val.get("eopp1")),
@@ -145,6 +143,7 @@ def _run(
     out: Path | None,
     selection: str,
     tolerance: float,
+    accuracy: str | None,
     seed: int | None,
     image_size: int | None,
     cache_dir: Path | None,
@@ -157,10 +156,10 @@ def _run(
     from flnas.evaluate.config import TrainConfig
     from flnas.study.loop import run_search
     from flnas.study.selection import check_rule, rank
-    from flnas.study.setup import choices_from_setup, resolve_setup, task_from_setup
+    from flnas.study.setup import accuracy_from_setup, choices_from_setup, resolve_setup, task_from_setup
     from flnas.study.storage import DEFAULT_STUDY, get_search_settings, open_study, set_search_settings, storage_url
 
-    check_rule(selection, tolerance)
+    check_rule(selection, tolerance, accuracy or "balanced")
     if k < 1 or (iters is not None and iters < 1):
         raise FlnasError("--iters and --candidates must be at least 1")
     embedded = data is None
@@ -179,7 +178,9 @@ def _run(
         choices_path=choices_path,
         train=train,
         defaults={key: v for key, v in defaults.items() if key != "iters"},
+        accuracy=accuracy,
     )
+    accuracy = accuracy_from_setup(setup)
     what = "resuming study" if resumed else "new study"
     used = ": its stored setup is used" if resumed else ""
     where = f"{study_name!r} in {storage_url(storage)}"
@@ -229,24 +230,28 @@ def _run(
             k=k,
             rule=selection,
             tolerance=tolerance,
+            accuracy=accuracy,
             seed=int(setup.get("seed", 0)),
             out_dir=out,
             log=log,
             on_epoch=on_epoch,
             on_candidate=on_candidate,
         )
-    ranked = rank(result.candidates, rule=selection, tolerance=tolerance)
+    ranked = rank(result.candidates, rule=selection, tolerance=tolerance, accuracy=accuracy)
+    degenerate = sum(1 for c in result.candidates if c.status == "degenerate")
     console.print(
-        f"{result.evaluated}/{result.target} evaluated candidates; {len(result.new)} new trial(s) "
-        f"in this run; selection rule {selection!r} (tolerance {tolerance})",
+        f"{result.evaluated}/{result.target} evaluated candidates; {len(result.new)} new trial(s) in this run"
+        + (f"; {degenerate} degenerate (never selected)" if degenerate else "")
+        + f"; selection rule {selection!r} (tolerance {tolerance}, {accuracy} accuracy)",
         highlight=False,
     )
     if ranked:
         wide = wide_console(120)
-        wide.print(_top_table(ranked, result.best))
+        wide.print(_top_table(ranked, result.best, accuracy))
     best = result.best
     if best is None:
-        err_console.print("no candidate was evaluated successfully; nothing to export")
+        why = " (every evaluated one was degenerate)" if degenerate else ""
+        err_console.print(f"no candidate was evaluated successfully{why}; nothing to export")
         sys.exit(1)
     console.print(
         f"[bold]OptDNN[/]: trial #{best.number} (iteration {best.iteration}, {best.designer})",
@@ -270,10 +275,13 @@ def _run(
 def _describe(setup: dict[str, Any]) -> str:
     train = setup.get("train") or {}
     data = setup.get("data") or "embedded synthetic set"
+    from flnas.study.setup import accuracy_from_setup
+
+    weighted = "class-weighted" if train.get("class_weighted_loss") else "unweighted"
     return (
         f"data {data}, subset {setup.get('subset')}, image size {setup.get('image_size')}, seed "
         f"{setup.get('seed')}, epochs {train.get('epochs')}, patience {train.get('patience')}, "
-        f"env {setup.get('env')}"
+        f"env {setup.get('env')}, {accuracy_from_setup(setup)} accuracy, {weighted} loss"
     )
 
 
@@ -315,6 +323,7 @@ def register(app: typer.Typer) -> None:
             help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted | balanced.",
         ),
         tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params/balanced rules)."),
+        accuracy: opt.Accuracy = None,
         init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),
         epochs: opt.Epochs = None,
         patience: opt.Patience = None,
@@ -326,7 +335,7 @@ def register(app: typer.Typer) -> None:
         cache_dir: opt.CacheDir = None,
         max_train_seconds: opt.MaxTrainSeconds = None,
         no_hardware: opt.NoHardware = False,
-        class_weighted: opt.ClassWeighted = False,
+        class_weighted: opt.ClassWeighted = None,
         llm_model: opt.LlmModel = None,
         llm_base_url: opt.LlmBaseUrl = None,
         llm_temperature: opt.LlmTemperature = None,
@@ -364,6 +373,7 @@ def register(app: typer.Typer) -> None:
             out=out,
             selection=selection,
             tolerance=tolerance,
+            accuracy=accuracy,
             seed=seed,
             image_size=image_size,
             cache_dir=cache_dir,
@@ -402,12 +412,12 @@ def register(app: typer.Typer) -> None:
         """Print the prompt the next search iteration would send to the LLM."""
         import numpy as np
 
-        from flnas.designers.base import DesignContext
+        from flnas.designers.base import DesignContext, Selection
         from flnas.designers.prompt import PromptGenerator
         from flnas.study.history import load_candidates
         from flnas.study.loop import next_iteration
         from flnas.study.selection import get_best
-        from flnas.study.setup import choices_from_setup, task_from_setup
+        from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
         from flnas.study.storage import get_search_settings, get_setup, open_study
 
         study = open_study(study_name, storage, create=False)
@@ -418,13 +428,15 @@ def register(app: typer.Typer) -> None:
         todo = next_iteration(history, iters=max(iters, 1), k=candidates)
         iteration = todo[0] if todo else max((c.iteration for c in history), default=0) + 1
         rule, tol = search_attrs.get("selection", "fair"), float(search_attrs.get("tolerance", 0.02))
+        chosen = Selection(rule=rule, tolerance=tol, accuracy=accuracy_from_setup(setup))
         context = DesignContext(
             history=history,
-            best=get_best(history, rule=rule, tolerance=tol),
+            best=get_best(history, **chosen.as_kwargs()),
             choices=choices_from_setup(setup),
             task=task_from_setup(setup),
             iteration=iteration,
             rng=np.random.default_rng(0),
             log=lambda _m: None,
+            selection=chosen,
         )
         sys.stdout.write(PromptGenerator(prompt_template).build(context) + "\n")

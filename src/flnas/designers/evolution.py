@@ -4,7 +4,8 @@ The population is the ``population`` most recent ok candidates of the study, so 
 out as each child arrives, exactly as in aging evolution, and a resumed search rebuilds it from the study.
 Each child: sample ``sample`` members at random, take the fittest by
 :func:`flnas.study.selection.fitness` (accuracy, minus twice the unfairness, minus a small cost per
-decade of params: the paper's priorities as one number), and mutate it with ``flnas.space.mutate``.
+decade of params: the paper's priorities as one number; the accuracy is the study's accuracy of record),
+and mutate it with ``flnas.space.mutate``.
 Until the population is full, children are random architectures (the warm start).
 """
 
@@ -42,7 +43,8 @@ class EvolutionDesigner(Designer):
             if len(alive) >= self.population:
                 picks = context.rng.choice(len(alive), size=self.sample, replace=False)
                 contestants = [alive[int(i)] for i in picks]
-                parent = max(contestants, key=lambda c: (fitness(c), -c.number))
+                accuracy = context.selection.accuracy  # the study's accuracy of record
+                parent = max(contestants, key=lambda c: (fitness(c, accuracy=accuracy), -c.number))
                 record.update(sample=[c.number for c in contestants], parent=parent.number)
                 got, kind = self._mutate(parent.spec, context, avoid)
                 record["mutation"] = kind

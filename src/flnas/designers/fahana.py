@@ -6,10 +6,12 @@ rewarded for accuracy and fairness, with a hardware constraint that turns an ove
 penalty. Its code is not published, so flnas implements the method itself: independent categorical logits
 per decision (number of conv layers; per layer type, channels, kernel, stride, norm, activation, residual
 and an optional pool or dropout after it; head pooling, width, dropout and activation), reward
-``val accuracy - lam * val unfairness``, a moving-average baseline, and a policy-gradient step per observed
-candidate. Shapes that cannot work at the input size are masked out while sampling; a spec over the
-params/FLOPs budget is a penalty and is re-drawn. The policy is rebuilt from the study on resume (its own
-earlier candidates are replayed), so a killed search continues with the same controller.
+``val accuracy - lam * val unfairness`` (the accuracy is the study's accuracy of record, from the design
+context; a degenerate or failed candidate earns the penalty), a moving-average baseline, and a
+policy-gradient step per observed candidate. Shapes that cannot work at the input size are masked out
+while sampling; a spec over the params/FLOPs budget is a penalty and is re-drawn. The policy is rebuilt
+from the study on resume (its own earlier candidates are replayed), so a killed search continues with the
+same controller.
 """
 
 from __future__ import annotations
@@ -186,14 +188,16 @@ class FaHaNaDesigner(Designer):
         self.rewards: list[float] = []
         self._seen: set[int] = set()
         self._setting: tuple[Any, int] | None = None  # (choices, image_size) once known
+        self._accuracy = "plain"  # the study's accuracy of record; set from the context in propose()
 
     # --- reward and learning -----------------------------------------------------------------------------
 
     def reward(self, candidate: Candidate) -> float:
-        """FaHaNa's reward: val accuracy - lam * val unfairness; the penalty when failed or over budget."""
+        """FaHaNa's reward: val accuracy - lam * val unfairness; the penalty when not ok or over budget."""
         metrics = candidate.metrics or {}
         val = metrics.get("val") or {}
-        if candidate.status != "ok" or val.get("accuracy") is None:
+        key = "balanced_accuracy" if self._accuracy == "balanced" else "accuracy"
+        if candidate.status != "ok" or val.get(key) is None:
             return self.penalty
         budget = self._budget()
         if budget is not None and (metrics.get("params") or 0) > budget:
@@ -202,7 +206,7 @@ class FaHaNaDesigner(Designer):
         if latency_budget and (metrics.get("latency_s") or 0) > latency_budget:
             return self.penalty
         unfairness = val.get("unfairness")
-        return float(val["accuracy"]) - self.lam * (1.0 if unfairness is None else float(unfairness))
+        return float(val[key]) - self.lam * (1.0 if unfairness is None else float(unfairness))
 
     def _budget(self) -> int | None:
         if self.max_params is not None:
@@ -273,6 +277,7 @@ class FaHaNaDesigner(Designer):
         from flnas.designers.random import avoid_keys, checked
 
         self._setting = (context.choices, context.task.image_size)
+        self._accuracy = context.selection.accuracy
         for candidate in context.history:  # resume: learn from this designer's earlier candidates
             self.observe(candidate)
         avoid = avoid_keys(context)

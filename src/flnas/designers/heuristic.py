@@ -251,7 +251,7 @@ class HeuristicDesigner(Designer):
 
         init = self.init_spec if self.init_spec is not None else example_spec().model_dump(mode="json")
         init_ok = checked(init, context)
-        ranked = [c for c in rank(context.history) if c.spec is not None]
+        ranked = [c for c in rank(context.history, **context.selection.as_kwargs()) if c.spec is not None]
         if not ranked and init_ok is not None and init_ok[1] not in avoid:
             yield init_ok, {"edit": "init"}
         mode = self.mode(context)

@@ -80,11 +80,11 @@ def opt_metrics(candidate: Candidate) -> str:
     return f"{candidate.status}{reason}"
 
 
-def _rank(candidates: list[Candidate]) -> list[Candidate]:
-    """Best first, by the study's selection rule."""
+def _rank(candidates: list[Candidate], context: DesignContext) -> list[Candidate]:
+    """Best first, by the study's selection rule, tolerance and accuracy of record (from the context)."""
     from flnas.study.selection import rank
 
-    return rank(candidates)
+    return rank(candidates, **context.selection.as_kwargs())
 
 
 def _limits(choices: dict[str, Any]) -> str:
@@ -227,7 +227,7 @@ class PromptGenerator:
             return ""
         ok = [c for c in context.history if c.status == "ok" and c.metrics and c.spec is not None]
         best_number = context.best.number if context.best else None
-        ranked = [c for c in _rank(ok) if c.number != best_number][: self.top_k]
+        ranked = [c for c in _rank(ok, context) if c.number != best_number][: self.top_k]
         if not ranked:
             return ""
         lines = ["The next best architectures so far (best first) and their evaluations:"]
@@ -251,10 +251,10 @@ class PromptGenerator:
     def _failed(self, context: DesignContext) -> str:
         if not self.show_failed:
             return ""
-        bad = [c for c in context.history if c.status in ("failed", "invalid")][-_MAX_LISTED:]
+        bad = [c for c in context.history if c.status in ("failed", "invalid", "degenerate")][-_MAX_LISTED:]
         if not bad:
             return ""
-        lines = ["Avoid these attempts, which were invalid or failed in training:"]
+        lines = ["Avoid these attempts, which were invalid, failed in training, or degenerate (one class):"]
         for c in bad:
             spec = _compact(c.spec) if c.spec is not None else "(no valid architecture)"
             lines.append(

@@ -281,6 +281,11 @@ class Evaluator:
             )
         )
         out["loss"] = loss
+        num_classes = len(self.data.classes)  # per-class support and predictions (degenerate models)
+        out["class_counts"] = {
+            "true": np.bincount(split.labels.cpu().numpy(), minlength=num_classes).tolist(),
+            "predicted": np.bincount(predicted.numpy(), minlength=num_classes).tolist(),
+        }
         return out, predicted
 
     def _hardware(self, model: nn.Module, onnx_path: Path | None) -> dict[str, Any]:

@@ -71,25 +71,44 @@ def baseline_label(name: str) -> str:
 # --- study records -------------------------------------------------------------------------------------
 
 
-def trial_values(metrics: dict[str, Any] | None) -> list[float] | None:
-    """The study's objective values ``[val accuracy, val unfairness, params]``; None when they are missing."""
+def trial_values(metrics: dict[str, Any] | None, accuracy: str = "plain") -> list[float] | None:
+    """The study's objective values ``[val accuracy of record, val unfairness, params]``; None when missing.
+
+    ``accuracy`` is the study's accuracy setting ("balanced" or "plain"); plain val accuracy must be
+    there either way (it is what the evaluator always reports).
+    """
+    from flnas.study.selection import accuracy_key
+
     if not metrics:
         return None
     val = metrics.get("val") or {}
-    accuracy, params = val.get("accuracy"), metrics.get("params")
-    if accuracy is None or params is None:
+    record, params = val.get(accuracy_key(accuracy)), metrics.get("params")
+    if val.get("accuracy") is None or record is None or params is None:
         return None
     unfairness = val.get("unfairness")
-    return [float(accuracy), 1.0 if unfairness is None else float(unfairness), float(params)]
+    return [float(record), 1.0 if unfairness is None else float(unfairness), float(params)]
 
 
 def record_trial(study: optuna.Study, *, status: str, metrics: dict[str, Any] | None, **attrs: Any) -> int:
-    """Store one finished evaluation as a trial (COMPLETE with values if ok, else FAIL); return its number."""
+    """Store one finished evaluation as a trial (COMPLETE with values if ok, else FAIL); return its number.
+
+    The values follow the study's accuracy setting; an ok evaluation whose validation predictions are
+    degenerate (:mod:`flnas.study.degenerate`) is stored with status "degenerate" and the reason, as FAIL
+    (except a re-run of a Table I row, kind "repeat").
+    """
     import optuna
 
-    values = trial_values(metrics) if status == "ok" else None
+    from flnas.study.degenerate import DEGENERATE, degenerate_reason
+    from flnas.study.setup import accuracy_from_setup
+    from flnas.study.storage import get_setup
+
+    values = trial_values(metrics, accuracy_from_setup(get_setup(study))) if status == "ok" else None
     if status == "ok" and values is None:
         status, attrs["reason"] = "failed", "the evaluator returned no validation accuracy or params"
+    # a re-run (kind "repeat") is one seed of a row already in Table I: it keeps "ok" so the row's mean
+    # includes it (and is redone never), whatever its predictions
+    if status == "ok" and attrs.get("kind") != "repeat" and (why := degenerate_reason(metrics)) is not None:
+        status, attrs["reason"], values = DEGENERATE, why, None
     user_attrs = {"status": status, "metrics": metrics, **attrs}
     user_attrs.setdefault("reason", None)
     state = optuna.trial.TrialState.COMPLETE if values is not None else optuna.trial.TrialState.FAIL
@@ -131,7 +150,8 @@ def run_baselines(
     Returns the study's baseline candidates for ``models`` after the run (one per model, the latest ok one).
     """
     models = parse_models(models)
-    done = {c.baseline for c in load_kind(study, "baseline") if c.status == "ok"}
+    trained = ("ok", "degenerate")  # a degenerate baseline was trained to the end: not retrained
+    done = {c.baseline for c in load_kind(study, "baseline") if c.status in trained}
     num_classes = evaluator.data.num_classes
     seed = getattr(evaluator.config, "seed", None)
     for name in models:
@@ -161,10 +181,12 @@ def run_baselines(
             seed=seed,
             record={"timm_model": BASELINES[name]},
         )
+        stored = study.get_trials(deepcopy=False)[number].user_attrs  # record_trial may call it degenerate
+        status, reason = stored.get("status", status), stored.get("reason", reason)
         message = "ok" if status == "ok" else f"{status}: {reason}"
         log(f"baseline {baseline_label(name)}: {message} (trial {number})")
     latest: dict[str, Candidate] = {}
     for candidate in load_kind(study, "baseline"):
-        if candidate.baseline in models and (candidate.status == "ok" or candidate.baseline not in latest):
+        if candidate.baseline in models and (candidate.status in trained or candidate.baseline not in latest):
             latest[candidate.baseline] = candidate
     return [latest[name] for name in models if name in latest]

@@ -2,10 +2,13 @@
 
 Rows: the timm baselines, "FaHaNa (RL search)" (the best ``fahana-rl`` candidate, when the study has
 one), and Search-1..k: the top k candidates of the other designers, ranked on validation metrics with the
-study's selection rule, reported on the test split. A searched value is marked (the paper's up/down arrows)
-where it is better than every baseline's value in that column: higher for accuracy, lower for everything
-else. With repeats in the study each cell is the mean +/- sample std over the original run and its re-runs
-with other seeds.
+study's selection rule, reported on the test split. The first accuracy column is the study's accuracy of
+record (balanced accuracy, or plain accuracy for the paper's preset and older studies); the other one is
+shown unmarked. A searched value is marked (the paper's up/down arrows) where it is better than every
+non-degenerate baseline's value in that column: higher for the accuracy of record, lower for everything
+else. A degenerate baseline (its validation predictions are essentially one class, see
+:mod:`flnas.study.degenerate`) is shown, flagged "(degenerate)", and never counts for a mark. With repeats
+in the study each cell is the mean +/- sample std over the original run and its re-runs with other seeds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 FAHANA_DESIGNER = "fahana-rl"
 FAHANA_LABEL = "FaHaNa (RL search)"
 UP, DOWN = "↑", "↓"
+DEGENERATE_FLAG = " (degenerate)"
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,14 @@ class Column:
     path: tuple[str, ...]  # e.g. ("test", "accuracy"); the split part is replaced by the reported split
     higher_better: bool
     style: str  # "percent" | "fraction" | "int" | "mb" | "seconds"
+    marked: bool = True  # False: shown without up/down marks (the accuracy that is not of record)
 
 
+PLAIN_COLUMN = Column("accuracy", "Accuracy", ("test", "accuracy"), True, "percent")
+BALANCED_COLUMN = Column("balanced_accuracy", "Balanced accuracy", ("test", "balanced_accuracy"), True, "percent")
 COLUMNS: tuple[Column, ...] = (
-    Column("accuracy", "Accuracy", ("test", "accuracy"), True, "percent"),
-    Column("balanced_accuracy", "Balanced accuracy", ("test", "balanced_accuracy"), True, "percent"),
+    PLAIN_COLUMN,
+    BALANCED_COLUMN,
     Column("unfairness", "Unfairness", ("test", "unfairness"), False, "fraction"),
     Column("eodd", "EODD", ("test", "eodd"), False, "fraction"),
     Column("eopp1", "EOPP1", ("test", "eopp1"), False, "fraction"),
@@ -50,6 +57,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("latency_s", "Latency (s)", ("latency_s",), False, "seconds"),
     Column("onnx_latency_s", "ONNX Runtime latency (s, 1 thread)", ("onnx_latency_s",), False, "seconds"),
 )
+
+
+def columns_for(accuracy: str) -> list[Column]:
+    """Table I's columns for an accuracy setting: the accuracy of record first and marked, the other not."""
+    from dataclasses import replace
+
+    rest = [col for col in COLUMNS if col.key not in ("accuracy", "balanced_accuracy")]
+    if accuracy == "balanced":
+        return [BALANCED_COLUMN, replace(PLAIN_COLUMN, marked=False), *rest]
+    return [PLAIN_COLUMN, replace(BALANCED_COLUMN, marked=False), *rest]
 
 
 @dataclass
@@ -73,6 +90,11 @@ class Row:
     @property
     def searched(self) -> bool:
         return self.group == "FL-NAS"
+
+    @property
+    def degenerate(self) -> bool:
+        """Its validation predictions are essentially one class: flagged, and never a reference for marks."""
+        return self.candidate.status == "degenerate"
 
 
 @dataclass
@@ -104,18 +126,27 @@ class ReportTable:
 
 
 def selection_options(
-    search: dict[str, Any], rule: str | None = None, tolerance: float | None = None
+    search: dict[str, Any],
+    rule: str | None = None,
+    tolerance: float | None = None,
+    *,
+    accuracy: str = "plain",
 ) -> dict[str, Any]:
     """The selection rule: explicit arguments, else the one the last search ran with, else the default.
 
-    ``search`` is the study's search settings (``flnas.study.storage.get_search_settings``).
+    ``search`` is the study's search settings (``flnas.study.storage.get_search_settings``); ``accuracy``
+    is the study's accuracy of record (``flnas.study.setup.accuracy_from_setup``).
     """
     from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule
 
     if tolerance is None:
         tolerance = search.get("tolerance", DEFAULT_TOLERANCE)
-    options = {"rule": rule or search.get("selection") or DEFAULT_RULE, "tolerance": float(tolerance)}
-    check_rule(options["rule"], options["tolerance"])
+    options = {
+        "rule": rule or search.get("selection") or DEFAULT_RULE,
+        "tolerance": float(tolerance),
+        "accuracy": accuracy,
+    }
+    check_rule(options["rule"], options["tolerance"], accuracy)
     return options
 
 
@@ -167,10 +198,13 @@ def build_table(
     tolerance: float | None = None,
 ) -> ReportTable:
     """Read the study and assemble Table I (no training happens here)."""
+    from flnas.study.setup import accuracy_from_setup
     from flnas.study.storage import get_search_settings, get_setup
 
     setup = get_setup(study) or {}
-    selection = selection_options(get_search_settings(study), rule, tolerance)
+    accuracy = accuracy_from_setup(setup)
+    selection = selection_options(get_search_settings(study), rule, tolerance, accuracy=accuracy)
+    columns = columns_for(accuracy)
     search = load_kind(study, "search")
     baselines = load_kind(study, "baseline")
     repeats: dict[int, list[dict[str, Any]]] = {}
@@ -180,10 +214,11 @@ def build_table(
 
     rows: list[Row] = []
     seen: set[str] = set()
-    for candidate in reversed(baselines):  # the latest ok run of each baseline, in Table I's order below
-        if candidate.status == "ok" and candidate.baseline not in seen:
+    for candidate in reversed(baselines):  # the latest trained run of each baseline, in Table I's order
+        if candidate.status in ("ok", "degenerate") and candidate.baseline not in seen:
             seen.add(candidate.baseline or "")
-            rows.append(Row(baseline_label(candidate.baseline or "?"), "Baseline", candidate, []))
+            flag = DEGENERATE_FLAG if candidate.status == "degenerate" else ""
+            rows.append(Row(baseline_label(candidate.baseline or "?") + flag, "Baseline", candidate, []))
     from flnas.report.baselines import BASELINES
 
     order = {name: i for i, name in enumerate(BASELINES)}
@@ -201,13 +236,13 @@ def build_table(
     for row in rows:
         row.runs = [row.candidate.metrics or {}] + repeats.get(row.candidate.number, [])
         row.values = {col.key: _stat([metric_value(m, col.path, split) for m in row.runs]) for col in COLUMNS}
-    _mark(rows)
+    _mark(rows, columns)
     table = ReportTable(
         study_name=study.study_name,
         setup=setup,
         selection=selection,
         split=split,
-        columns=list(COLUMNS),
+        columns=columns,
         headers=_headers(rows),
         rows=rows,
         search=search,
@@ -217,10 +252,10 @@ def build_table(
     return table
 
 
-def _mark(rows: list[Row]) -> None:
-    """Mark a searched cell that beats every baseline (FaHaNa included) with a value in that column."""
-    base = [row for row in rows if not row.searched]
-    for col in COLUMNS:
+def _mark(rows: list[Row], columns: list[Column]) -> None:
+    """Mark a searched cell that beats every non-degenerate baseline (FaHaNa included) in a marked column."""
+    base = [row for row in rows if not row.searched and not row.degenerate]
+    for col in (c for c in columns if c.marked):
         others = [row.values[col.key].mean for row in base if row.values[col.key].mean is not None]
         if not others:
             continue
@@ -328,9 +363,14 @@ def run_notes(
         f"Rows are reported on the {table.split} split; Search-k and the FaHaNa row were chosen on "
         f"validation metrics ({', '.join(f'{k} {v}' for k, v in rule.items())})."
     )
+    record = "balanced accuracy" if rule.get("accuracy") == "balanced" else "plain accuracy"
     notes.append(
-        f"{UP}/{DOWN}: a searched model better than every baseline in that column (higher accuracy, "
-        "lower everything else); n/a: undefined for this run, never 0."
+        f"Accuracy of record: {record} (the study's --accuracy; it is the first accuracy column, the one "
+        "the search optimised and selection compared); the other accuracy column is shown unmarked."
+    )
+    notes.append(
+        f"{UP}/{DOWN}: a searched model better than every non-degenerate baseline in that column (higher "
+        "accuracy of record, lower everything else); n/a: undefined for this run, never 0."
     )
     if table.repeats:
         notes.append(
@@ -341,6 +381,11 @@ def run_notes(
         f"Every number comes from this run (study {table.study_name!r}); nothing is copied from the paper."
     )
     notes += chance_notes(table)
+    notes += [
+        f"{row.label}: {row.candidate.reason or 'degenerate'}; it is shown but sets no mark."
+        for row in table.rows
+        if row.degenerate
+    ]
     notes += [row_source(row) for row in table.rows]
     table.notes = notes
     return notes

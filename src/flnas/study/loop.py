@@ -9,7 +9,9 @@ count are its own candidates only, so several designers (the LLM, random, evolut
 one study, one dataset split and one evaluator, and each gets exactly ``iters x k`` evaluated candidates.
 
 Counting (so the loop always ends): the search is done when each iteration 1..``iters`` holds ``k``
-*evaluated* candidates (status "ok", or "failed" during training such as a NaN loss or a time budget).
+*evaluated* candidates (status "ok"; "degenerate", a trained network whose validation predictions are
+essentially one class, see :mod:`flnas.study.degenerate`; or "failed" during training such as a NaN loss
+or a time budget).
 Invalid proposals (the designer found no valid spec, a spec outside Choices, or a duplicate of an
 evaluated spec) and interrupted evaluations are recorded but do not count: that iteration is designed
 again. Every designer call is a *pass*; a run makes at most ``3 x`` the unfinished iterations passes (at
@@ -29,13 +31,22 @@ from typing import Any
 import numpy as np
 import optuna
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, TaskInfo
+from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, Selection, TaskInfo
 from flnas.jsonsafe import json_safe
 from flnas.study import recording
+from flnas.study.degenerate import DEGENERATE, degenerate_reason
 from flnas.study.history import INTERRUPTED, alive_elsewhere, load_candidates, mark_interrupted, owner
-from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule, get_best, objectives
+from flnas.study.selection import (
+    DEFAULT_ACCURACY,
+    DEFAULT_RULE,
+    DEFAULT_TOLERANCE,
+    check_rule,
+    get_best,
+    objectives,
+)
 
 PASSES_PER_ITERATION = 3
+_ACC_LABEL = {"balanced": "balanced acc", "plain": "acc"}
 
 
 @dataclass
@@ -55,8 +66,8 @@ class SearchResult:
 
 
 def is_evaluated(candidate: Candidate) -> bool:
-    """Counts towards IterMax: trained to the end (ok) or failed while training (not interrupted)."""
-    if candidate.status == "ok":
+    """Counts towards IterMax: trained to the end (ok or degenerate) or failed while training (not interrupted)."""
+    if candidate.status in ("ok", DEGENERATE):
         return True
     return candidate.status == "failed" and not (candidate.reason or "").startswith("interrupted")
 
@@ -92,6 +103,7 @@ def run_search(
     k: int = 1,
     rule: str = DEFAULT_RULE,
     tolerance: float = DEFAULT_TOLERANCE,
+    accuracy: str = DEFAULT_ACCURACY,
     seed: int = 0,
     out_dir: Path | None = None,
     log: Callable[[str], None] = print,
@@ -106,8 +118,11 @@ def run_search(
     :mod:`flnas.study.recording`). A run folder that stops taking files ends the run after recording the
     candidate's metrics (``files_error``). ``on_candidate(candidate, eval_result_or_None)`` is called
     after each trial is recorded.
+    ``rule``, ``tolerance`` and ``accuracy`` (the study's accuracy of record) choose the best so far and
+    travel to the designer in its :class:`DesignContext`; ``accuracy`` also sets the first trial value.
     """
-    check_rule(rule, tolerance)
+    check_rule(rule, tolerance, accuracy)
+    selection = Selection(rule=rule, tolerance=tolerance, accuracy=accuracy)
     if iters < 1 or k < 1:
         raise ValueError("iters and k must be at least 1")
     result = SearchResult(best=None, candidates=[], evaluated=0, target=iters * k)
@@ -134,12 +149,13 @@ def run_search(
         attempt = sum(1 for c in history if c.iteration == iteration)
         context = DesignContext(
             history=list(history),
-            best=get_best(history, rule=rule, tolerance=tolerance),
+            best=get_best(history, **selection.as_kwargs()),
             choices=choices,
             task=task,
             iteration=iteration,
             rng=np.random.default_rng([seed, iteration, attempt]),
             log=log,
+            selection=selection,
         )
         log(
             f"iteration {iteration}/{iters}: {designer.name} designs {need} candidate(s)"
@@ -163,6 +179,7 @@ def run_search(
                 out_dir=out_dir,
                 design_seconds=design_seconds,
                 known=evaluated_keys(history),
+                accuracy=accuracy,
                 log=log,
                 on_epoch=on_epoch,
             )
@@ -179,7 +196,7 @@ def run_search(
 
     result.candidates = _own_candidates(study, designer.name)
     result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
-    result.best = get_best(result.candidates, rule=rule, tolerance=tolerance)
+    result.best = get_best(result.candidates, **selection.as_kwargs())
     result.usage = dict(designer.usage() or {})
     return result
 
@@ -206,6 +223,7 @@ def _run_one(
     out_dir: Path | None,
     design_seconds: float,
     known: dict[str, int],
+    accuracy: str,
     log: Callable[[str], None],
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
 ) -> tuple[Candidate, Any, str | None]:
@@ -258,10 +276,12 @@ def _run_one(
         metrics = _stored(getattr(evaluation, "metrics", None) or None)
         if status == "ok" and ((metrics or {}).get("val") or {}).get("accuracy") is None:
             status, why = "failed", "the evaluator returned no validation accuracy"
+        if status == "ok" and (degenerate := degenerate_reason(metrics)) is not None:
+            status, why = DEGENERATE, degenerate
     record["eval_seconds"] = round(time.monotonic() - started, 3)
     record["finished"] = _now()
     candidate = _candidate(trial.number, iteration, designer.name, spec, status, metrics, why)
-    values = list(objectives(candidate)) if status == "ok" else None
+    values = list(objectives(candidate, accuracy)) if status == "ok" else None
     files_error = None
     if out_dir is not None and getattr(evaluation, "status", None) == "ok":
         payload = {"status": status, "reason": why, "metrics": metrics, "record": record, "values": values}
@@ -275,11 +295,13 @@ def _run_one(
     if files_error is not None:
         files_error = recording.stop_message(study.study_name, trial.number, files_error)
     if status == "ok":
-        acc, unf, params = objectives(candidate)
+        acc, unf, params = objectives(candidate, accuracy)
         log(
-            f"{label}: ok in {record['eval_seconds']:.1f}s -- val acc {100 * acc:.2f}%, "
+            f"{label}: ok in {record['eval_seconds']:.1f}s -- val {_ACC_LABEL[accuracy]} {100 * acc:.2f}%, "
             f"unfairness {unf:.4f}, params {int(params):,}"
         )
+    elif status == DEGENERATE:
+        log(f"{label}: degenerate -- {why}")
     else:
         log(f"{label}: failed -- {why}")
     return candidate, evaluation, files_error

@@ -3,6 +3,12 @@
 Written once when the study is created (layout in :mod:`flnas.study.storage`), read back by a resumed
 search, by ``flnas prompt``, and by ``flnas baselines`` / ``flnas report --repeats`` so that every model of
 a study sees the same data, image size, seed and training settings.
+
+New studies default to the balanced accuracy of record and a class-weighted loss (``NEW_STUDY``): on
+imbalanced data such as ISIC the plain accuracy and an unweighted loss reward a network that answers the
+majority class. A study created before these settings existed keeps what it had: no ``accuracy`` key reads
+as "plain", and its stored TrainConfig keeps its ``class_weighted_loss``, so resuming never changes what
+its numbers mean. ``--accuracy plain --no-class-weighted`` is the paper's preset.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
 from flnas.designers.base import TaskInfo
 from flnas.errors import StudyError
 from flnas.evaluate.config import TrainConfig
+from flnas.study.selection import check_accuracy
 
 if TYPE_CHECKING:
     from flnas.data.dataset import PreparedData
     from flnas.evaluate import Evaluator
 
 DEFAULT_ENV = "Raspberry Pi 4"
+# what a NEW study gets when the flag is not given (an existing study keeps its own setup)
+NEW_STUDY = {"accuracy": "balanced", "class_weighted_loss": True}
+PAPER_PRESET = {"accuracy": "plain", "class_weighted_loss": False}  # --accuracy plain --no-class-weighted
 # setup keys a command-line flag can set, with the flag's name (used in conflict messages)
 FLAGS = {
     "data": "--data",
@@ -28,6 +38,7 @@ FLAGS = {
     "image_size": "--image-size",
     "env": "--env",
     "choices": "--choices",
+    "accuracy": "--accuracy",
 }
 
 
@@ -42,8 +53,10 @@ def make_setup(
     train: TrainConfig,
     env: str,
     choices: Any,
+    accuracy: str = NEW_STUDY["accuracy"],
 ) -> dict[str, Any]:
     """The setup dict for a new study (``data_arg`` None means the embedded synthetic set)."""
+    check_accuracy(accuracy)
     return {
         "data": str(Path(data_arg).resolve()) if data_arg is not None else None,
         "dataset": data.name,
@@ -56,7 +69,15 @@ def make_setup(
         "env": env,
         "choices": choices.model_dump(mode="json") if hasattr(choices, "model_dump") else dict(choices),
         "classes": list(data.classes),
+        "accuracy": accuracy,
     }
+
+
+def accuracy_from_setup(setup: dict[str, Any] | None) -> str:
+    """The study's accuracy of record: its ``accuracy``, or "plain" for a study from before the setting."""
+    value = str((setup or {}).get("accuracy") or "plain")
+    check_accuracy(value)
+    return value
 
 
 def _require(setup: dict[str, Any] | None) -> dict[str, Any]:
@@ -134,20 +155,26 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
     out: list[str] = []
     for key, value in requested.items():
         if key == "train":
-            stored_train = stored.get("train") or {}
+            stored_train = {"class_weighted_loss": False, **(stored.get("train") or {})}  # before the flag
             for field, v in value.items():
-                if field in stored_train and stored_train[field] != v:
-                    if field == "measure_hardware":
-                        out.append(
-                            f"--no-hardware (the study {'measures' if stored_train[field] else 'skips'} "
-                            "hardware metrics)"
-                        )
-                        continue
-                    if field == "class_weighted_loss":  # the flag can only ask for True
-                        out.append("--class-weighted (the study trains with an unweighted loss)")
-                        continue
+                if field not in stored_train or stored_train[field] == v:
+                    continue
+                if field == "measure_hardware":
+                    out.append(
+                        f"--no-hardware (the study {'measures' if stored_train[field] else 'skips'} "
+                        "hardware metrics)"
+                    )
+                elif field == "class_weighted_loss":
+                    out.append(
+                        "--class-weighted (the study trains with an unweighted loss)"
+                        if v
+                        else "--no-class-weighted (the study trains with a class-weighted loss)"
+                    )
+                else:
                     flag = "--" + field.replace("_", "-")
                     out.append(f"{flag} {v} (the study has {stored_train[field]})")
+        elif key == "accuracy" and accuracy_from_setup(stored) != value:
+            out.append(f"--accuracy {value} (the study has {accuracy_from_setup(stored)})")
         elif key in stored and stored[key] != value:
             out.append(f"{FLAGS.get(key, key)} {value} (the study has {stored[key]})")
     return out
@@ -165,18 +192,23 @@ def resolve_setup(
     choices_path: Path | None,
     train: dict[str, Any],
     defaults: dict[str, Any],
+    accuracy: str | None = None,
 ) -> tuple[dict[str, Any], PreparedData, bool]:
     """(setup, data, resumed): the study's stored setup, or a new one written from the flags.
 
     Only flags the user gave (not None; ``train`` holds TrainConfig fields) are compared with a stored
     setup; any difference is a StudyError naming each flag and both values. ``--device`` may differ: it
     says where this run trains, not what the study is. ``defaults`` fill in a new study's image size and
-    TrainConfig fields that were not given.
+    TrainConfig fields that were not given; ``accuracy`` and ``class_weighted_loss`` not given are
+    :data:`NEW_STUDY`'s for a new study.
     """
     from flnas.space import load_choices
     from flnas.study.storage import get_setup, set_setup
 
     requested: dict[str, Any] = {"subset": subset, "seed": seed, "image_size": image_size, "env": env}
+    if accuracy is not None:
+        check_accuracy(accuracy)
+        requested["accuracy"] = accuracy
     requested = {key: v for key, v in requested.items() if v is not None}
     if data is not None:
         requested["data"] = str(Path(data).resolve())
@@ -199,7 +231,8 @@ def resolve_setup(
     seed = int(requested.get("seed", 0))
     size = int(requested.get("image_size", defaults.get("image_size", 64)))
     train_defaults = {k: v for k, v in defaults.items() if k != "image_size"}
-    config = TrainConfig.from_dict({**train_defaults, **train, "seed": seed})
+    new_train = {"class_weighted_loss": NEW_STUDY["class_weighted_loss"]}
+    config = TrainConfig.from_dict({**new_train, **train_defaults, **train, "seed": seed})
     choices = load_choices(choices_path)
     root = data if data is not None else default_synthetic_dir()
     prepared = prepare_data(root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir)
@@ -213,6 +246,7 @@ def resolve_setup(
         train=config,
         env=env or DEFAULT_ENV,
         choices=choices,
+        accuracy=accuracy or NEW_STUDY["accuracy"],
     )
     set_setup(study, setup)
     return setup, prepared, False

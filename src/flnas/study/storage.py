@@ -5,19 +5,23 @@ Layout (every field JSON-serialisable), so that search, baselines, report and th
 Study user attributes
     ``setup``: {"data": str | None (None: the embedded synthetic set), "dataset": name, "subset", "seed",
     "image_size", "cache_dir", "train": TrainConfig.to_dict(), "env", "choices": Choices as dict,
-    "classes": [...]} -- written once by the first command that creates the study.
+    "classes": [...], "accuracy": "balanced" | "plain"} -- written once by the first command that creates
+    the study. A setup without "accuracy" (a study created before the setting existed) is "plain".
 
 Trial user attributes
     ``kind``: "search" | "baseline" | "repeat"; ``iteration`` (1-based, search only); ``designer``;
-    ``baseline`` (model name, baselines only); ``status``: "ok" | "failed" | "invalid";
+    ``baseline`` (model name, baselines only); ``status``: "ok" | "degenerate" | "failed" | "invalid";
     ``reason`` (why not ok); ``spec`` (architecture JSON or None); ``spec_key`` (canonical JSON);
     ``metrics`` (the evaluator's JSON object); ``record`` (prompt, raw reply, attempts, token usage,
     timings); ``seed``.
     ``repeat_of`` (trial number) and ``repeat`` (index) for report re-runs.
 
-Trial values (state COMPLETE, kind "search"/"baseline" with status "ok"): ``[val accuracy, val unfairness,
-params]`` with directions maximise, minimise, minimise. An undefined unfairness is stored as 1.0 (the worst)
-in values and as null in ``metrics``. Failed and invalid candidates are state FAIL with the same user attrs.
+Trial values (state COMPLETE, kind "search"/"baseline" with status "ok"): ``[val accuracy of record, val
+unfairness, params]`` with directions maximise, minimise, minimise; the accuracy of record is the val
+balanced accuracy, or the plain val accuracy when the setup says "plain" (the metric names say which). An
+undefined unfairness is stored as 1.0 (the worst) in values and as null in ``metrics``. Degenerate, failed
+and invalid candidates are state FAIL with the same user attrs (a degenerate one keeps its metrics), so no
+Optuna tool shows them on a Pareto front.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ DEFAULT_STORAGE = "sqlite:///flnas.db"
 DEFAULT_STUDY = "flnas"
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 OBJECTIVE_NAMES = ["val_accuracy", "val_unfairness", "params"]
+
+
+def objective_names(accuracy: str) -> list[str]:
+    """The study's metric names for an accuracy setting (what the Optuna dashboard shows)."""
+    first = "val_balanced_accuracy" if accuracy == "balanced" else "val_accuracy"
+    return [first, *OBJECTIVE_NAMES[1:]]
 
 
 def storage_url(storage: str | None) -> str:
@@ -61,9 +71,8 @@ def open_study(name: str, storage: str | None, *, create: bool = True) -> optuna
         rdb = optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs=_engine_kwargs(url))
         if create:
             study = optuna.create_study(study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True)
-            with warnings.catch_warnings():  # set_metric_names is marked experimental in optuna
-                warnings.simplefilter("ignore")
-                study.set_metric_names(OBJECTIVE_NAMES)
+            if study.metric_names is None:  # a study's own names (see set_setup) are kept
+                _set_names(study, OBJECTIVE_NAMES)
             return study
         return optuna.load_study(study_name=name, storage=rdb)
     except KeyError as exc:
@@ -180,6 +189,18 @@ def get_setup(study: optuna.Study) -> dict[str, Any] | None:
 
 def set_setup(study: optuna.Study, setup: dict[str, Any]) -> None:
     study.set_user_attr("setup", setup)
+    set_objective_names(study, str(setup.get("accuracy") or "plain"))
+
+
+def set_objective_names(study: optuna.Study, accuracy: str) -> None:
+    """Name the trial values after the study's accuracy of record."""
+    _set_names(study, objective_names(accuracy))
+
+
+def _set_names(study: optuna.Study, names: list[str]) -> None:
+    with warnings.catch_warnings():  # set_metric_names is marked experimental in optuna
+        warnings.simplefilter("ignore")
+        study.set_metric_names(names)
 
 
 def get_search_settings(study: optuna.Study) -> dict[str, Any]:
