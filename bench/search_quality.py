@@ -7,25 +7,30 @@ with search seed r and training seed r, the same TrainConfig and the same Choice
 
 - hypervolume after each evaluation of the front of (val accuracy up, val unfairness down, params down),
   computed on the minimised point (1 - val accuracy, val unfairness, params / max_params) against the
-  reference point (1, 1, 1): the unit cube, so 1.0 would be a perfect, fair, free network. An undefined
-  unfairness counts as 1 (the study's convention); failed candidates add nothing. Computed with Optuna's
+  reference point (1, 1, 1): the unit cube, so 1.0 would be a perfect, fair, free network. The accuracy
+  is the study's accuracy of record (``--accuracy``: balanced by default, as for a new study; ``plain``
+  with ``--no-class-weighted`` is the paper's preset). An undefined unfairness counts as 1 (the study's
+  convention); failed and degenerate candidates add nothing. Computed with Optuna's
   exact WFG implementation (``optuna._hypervolume.compute_hypervolume``; Optuna 5 has no public one);
 - evaluations needed to reach random search's final hypervolume of the same repeat (">N" when never);
 - the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, the ``--selection`` rule,
   default "fair", validation metrics only) and its *test* accuracy, balanced accuracy, unfairness and
-  params. The rule is also what every designer is shown as "best so far", so it steers the searches.
+  params, and whether it is degenerate (it never is: degenerate candidates are never selected; a search
+  with no other candidate selects none). The rule, tolerance and accuracy are also what every designer is
+  given as "best so far", so they steer the searches.
 
 The default (synthetic data, 600 records at 32x32, N=10 as the paper's IterMax, R=5, 3 epochs, Choices
 capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) is sized to finish in under
 15 minutes on 2 idle cores (about 6 minutes measured; a loaded machine is several times slower).
 
     .venv/bin/python bench/search_quality.py
-    .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --subset 1500 --class-weighted
+    .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --subset 1500
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -62,7 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--hardware", action="store_true", help="measure latency/ONNX per candidate (slower)")
     p.add_argument(
-        "--class-weighted", action="store_true", help="inverse-class-frequency loss (for imbalanced data: ISIC)"
+        "--class-weighted",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="inverse-class-frequency loss (default on, as for a new study)",
+    )
+    p.add_argument(
+        "--accuracy", default="balanced", choices=["balanced", "plain"], help="the accuracy of record (balanced)"
     )
     p.add_argument("--selection", default="fair", help="GetBestMetrics rule (flnas search --help lists them)")
     p.add_argument("--tolerance", type=float, default=0.02, help="accuracy tolerance of the rule")
@@ -85,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from flnas.study.selection import check_rule
 
     try:
-        check_rule(args.selection, args.tolerance)
+        check_rule(args.selection, args.tolerance, args.accuracy)
     except FlnasError as exc:
         p.error(str(exc))
     return args
@@ -118,17 +129,17 @@ def hypervolume_grid(points: np.ndarray) -> float:
     return total
 
 
-def point(candidate, max_params: float) -> np.ndarray | None:
-    """The minimised objective vector of an ok candidate, None otherwise."""
+def point(candidate, max_params: float, accuracy: str) -> np.ndarray | None:
+    """The minimised objective vector of an ok candidate (never a degenerate one), None otherwise."""
     from flnas.study.selection import is_ok, objectives
 
     if not is_ok(candidate):
         return None
-    acc, unfairness, params = objectives(candidate)
+    acc, unfairness, params = objectives(candidate, accuracy)
     return np.array([1.0 - acc, unfairness, params / max_params])
 
 
-def hv_curve(candidates, max_params: float) -> list[float]:
+def hv_curve(candidates, max_params: float, accuracy: str) -> list[float]:
     """Hypervolume after each evaluated candidate, in trial order."""
     from flnas.study.loop import is_evaluated
 
@@ -137,7 +148,7 @@ def hv_curve(candidates, max_params: float) -> list[float]:
     for c in sorted(candidates, key=lambda c: c.number):
         if not is_evaluated(c):
             continue
-        p = point(c, max_params)
+        p = point(c, max_params, accuracy)
         if p is not None:
             pts.append(p)
         curve.append(hypervolume(np.array(pts)) if pts else 0.0)
@@ -197,6 +208,7 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         iters=args.iters,
         rule=args.selection,
         tolerance=args.tolerance,
+        accuracy=args.accuracy,
         seed=seed,
         log=log,
     )
@@ -204,8 +216,9 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     best = result.best
     test = ((best.metrics or {}).get("test") or {}) if best else {}
     return {
-        "curve": hv_curve(result.candidates, float(args.max_params)),
+        "curve": hv_curve(result.candidates, float(args.max_params), args.accuracy),
         "evaluated": result.evaluated,
+        "degenerate": sum(1 for c in result.candidates if c.status == "degenerate"),
         "stopped": result.stopped,
         "seconds": seconds,
         "failed": sum(1 for c in result.candidates if c.status == "failed"),
@@ -216,6 +229,8 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
             "trial": best.number,
             "params": (best.metrics or {}).get("params"),
             "val_accuracy": ((best.metrics or {}).get("val") or {}).get("accuracy"),
+            "val_balanced_accuracy": ((best.metrics or {}).get("val") or {}).get("balanced_accuracy"),
+            "degenerate": best.status == "degenerate",
             "test_accuracy": test.get("accuracy"),
             "test_balanced_accuracy": test.get("balanced_accuracy"),
             "test_unfairness": test.get("unfairness"),
@@ -231,6 +246,19 @@ def designer_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def evals_to_reach(curve: list[float], target: float) -> int | None:
     """1-based number of evaluations after which the hypervolume first reaches ``target`` (None: never)."""
     return next((i + 1 for i, hv in enumerate(curve) if hv >= target - 1e-12), None)
+
+
+def median_reach(values: list[int | None]) -> float | None:
+    """Median over repeats of the evaluations to reach random's final HV; a repeat that never did counts as
+    more than any number, so the median is None (more than N) when half or more never reached it."""
+    if not values:
+        return None
+    ordered = sorted(values, key=lambda v: math.inf if v is None else v)
+    n = len(ordered)
+    mid = ordered[(n - 1) // 2 : n // 2 + 1]
+    if any(v is None for v in mid):
+        return None
+    return float(statistics.fmean(mid))
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -279,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs[name].append(run)
                 print(
                     f"  {name} seed {seed}: final HV {run['curve'][-1] if run['curve'] else 0:.4f}, "
-                    f"{run['evaluated']} evaluated ({run['failed']} failed, {run['invalid']} invalid), "
+                    f"{run['evaluated']} evaluated ({run['degenerate']} degenerate, {run['failed']} failed, "
+                    f"{run['invalid']} invalid), "
                     f"{run['seconds']:.0f} s, load {load_average()}",
                     flush=True,
                 )
@@ -296,18 +325,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in designers:
         sel = [run["selected"] or {} for run in runs[name]]
         hits = [n for n in reach[name] if n is not None]
-        reached = (
-            f"{statistics.median(hits):g} ({len(hits)}/{len(hits) + reach[name].count(None)})"
-            if hits
-            else f">{args.iters} (0/{len(reach[name])})"
-        )
+        median = median_reach(reach[name])
+        shown = f">{args.iters}" if median is None else f"{median:g}"
+        reached = f"{shown} ({len(hits)}/{len(reach[name])})"
         rows.append(
             [
                 name,
                 f"{sum(r['evaluated'] for r in runs[name])}/{args.iters * len(runs[name])}",
+                str(sum(r["degenerate"] for r in runs[name])),
                 _pm([final(r) for r in runs[name]], 4),
                 reached,
-                _pm([s.get("val_accuracy") for s in sel]),
+                f"{sum(1 for s in sel if s)}/{len(sel)}",
+                _pm([s.get("val_balanced_accuracy") for s in sel]),
                 _pm([s.get("test_accuracy") for s in sel]),
                 _pm([s.get("test_balanced_accuracy") for s in sel]),
                 _pm([s.get("test_unfairness") for s in sel]),
@@ -317,8 +346,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         figures_sel[name] = {
             k: _mean([s.get(k) for s in sel])
-            for k in ("val_accuracy", "test_accuracy", "test_balanced_accuracy", "test_unfairness", "params")
+            for k in (
+                "val_accuracy",
+                "val_balanced_accuracy",
+                "test_accuracy",
+                "test_balanced_accuracy",
+                "test_unfairness",
+                "params",
+            )
         }
+        figures_sel[name]["selected"] = sum(1 for s in sel if s)
+        figures_sel[name]["degenerate_selected"] = sum(1 for s in sel if s.get("degenerate"))
     print()
     print(
         table(
@@ -326,9 +364,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             [
                 "designer",
                 "evaluated",
+                "degenerate",
                 "final HV",
                 "evals to random's final HV (median, reached)",
-                "selected val acc",
+                "selected",
+                "selected val bal. acc",
                 "test acc",
                 "test bal. acc",
                 "test unfairness",
@@ -338,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     )
     print(
-        f"\nHV reference point (1, 1, 1) on (1 - val acc, val unfairness, params / {args.max_params:,}); "
+        f"\nHV reference point (1, 1, 1) on (1 - val {args.accuracy} accuracy, val unfairness, params / "
+        f"{args.max_params:,}); evals to random's final HV: median over repeats (never = more than N); "
         f"total {total_s:.0f} s"
     )
     curves = {
@@ -352,6 +393,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hypervolume_final": {name: _mean([final(r) for r in runs[name]]) for name in designers},
         "hypervolume_curve": curves,
         "evals_to_random_final": {name: reach[name] for name in designers},
+        "evals_to_random_final_median": {name: median_reach(reach[name]) for name in designers},
+        "degenerate": {name: [r["degenerate"] for r in runs[name]] for name in designers},
         "evaluated": {name: [r["evaluated"] for r in runs[name]] for name in designers},
         "selected_test": figures_sel,
         "seconds": total_s,
@@ -366,6 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
             "threads": threads,
             "class_weighted": args.class_weighted,
+            "accuracy": args.accuracy,
             "selection": {"rule": args.selection, "tolerance": args.tolerance},
             "reference_point": [1.0, 1.0, 1.0],
         },

@@ -131,3 +131,5 @@ def test_hypervolume_matches_grid():
     assert sq.hypervolume(points) == pytest.approx(sq.hypervolume_grid(points))
     assert sq.hypervolume(points[:1]) == pytest.approx(0.5 * 0.8 * 0.9)
     assert sq.evals_to_reach([0.1, 0.2, 0.3], 0.2) == 2 and sq.evals_to_reach([0.1], 0.2) is None
+    assert sq.median_reach([3, None, 5]) == 5  # never counts as more than N
+    assert sq.median_reach([3, None, None]) is None and sq.median_reach([2, 4]) == 3

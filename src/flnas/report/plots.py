@@ -59,10 +59,11 @@ def accuracy_unfairness_png(table: ReportTable) -> bytes:
     """Scatter of val accuracy against val unfairness; marker area by params; the Pareto front of searches."""
     fig = _figure()
     ax = fig.add_subplot()
+    acc_key, acc_label = _accuracy_of_record(table)
     searched = [
         c
         for c in table.search
-        if c.status == "ok" and _val(c, "accuracy") is not None and _val(c, "unfairness") is not None
+        if c.status == "ok" and _val(c, acc_key) is not None and _val(c, "unfairness") is not None
     ]
     base = [row for row in table.baseline_rows if row.candidate.baseline]
     everything = searched + [row.candidate for row in base]
@@ -79,36 +80,44 @@ def accuracy_unfairness_png(table: ReportTable) -> bytes:
         group = [c for c in searched if c.designer == designer]
         ax.scatter(
             [_val(c, "unfairness") for c in group],
-            [_val(c, "accuracy") for c in group],
+            [_val(c, acc_key) for c in group],
             s=[size(c) for c in group],
             alpha=0.6,
             label=designer,
         )
     front_of = [c for c in searched if c.designer != FAHANA_DESIGNER] or searched
-    front = pareto_front_2d([(_val(c, "unfairness"), _val(c, "accuracy")) for c in front_of])  # type: ignore[misc]
+    front = pareto_front_2d([(_val(c, "unfairness"), _val(c, acc_key)) for c in front_of])  # type: ignore[misc]
     if front:
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
     for row in base:
         c = row.candidate
-        x, y = _val(c, "unfairness"), _val(c, "accuracy")
+        x, y = _val(c, "unfairness"), _val(c, acc_key)
         if x is None or y is None:
             continue
         ax.scatter([x], [y], s=size(c), marker="*", color="crimson", edgecolor="black", zorder=3)
         ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     for row in table.searched_rows:
-        x, y = _val(row.candidate, "unfairness"), _val(row.candidate, "accuracy")
+        x, y = _val(row.candidate, "unfairness"), _val(row.candidate, acc_key)
         if x is not None and y is not None:
             ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8)
     ax.set_xlabel("Unfairness (validation, lower is better)")
-    ax.set_ylabel("Accuracy (validation)")
-    ax.set_title("Accuracy vs unfairness (validation split)")
+    ax.set_ylabel(f"{acc_label} (validation)")
+    ax.set_title(f"{acc_label} vs unfairness (validation split)")
     ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
 
+def _accuracy_of_record(table: ReportTable) -> tuple[str, str]:
+    """(metrics key, axis label) of the study's accuracy of record."""
+    if table.selection.get("accuracy") == "balanced":
+        return "balanced_accuracy", "Balanced accuracy"
+    return "accuracy", "Accuracy"
+
+
 def best_so_far_series(table: ReportTable) -> dict[str, list[tuple[int, float | None, float | None]]]:
-    """Per designer: (iteration index, val accuracy, val unfairness) of the best so far, per iteration."""
+    """Per designer: (iteration index, val accuracy of record, val unfairness) of the best so far."""
     series: dict[str, list[tuple[int, float | None, float | None]]] = {}
+    acc_key, _label = _accuracy_of_record(table)
     for designer in sorted({c.designer for c in table.search}):
         history = sorted(
             (c for c in table.search if c.designer == designer), key=lambda c: (c.iteration, c.number)
@@ -116,7 +125,7 @@ def best_so_far_series(table: ReportTable) -> dict[str, list[tuple[int, float | 
         points = []
         for i in range(1, len(history) + 1):
             best = get_best(history[:i], table.selection)
-            acc = _val(best, "accuracy") if best else None
+            acc = _val(best, acc_key) if best else None
             unf = _val(best, "unfairness") if best else None
             points.append((i, acc, unf))
         series[designer] = points
