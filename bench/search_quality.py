@@ -1,6 +1,7 @@
 """Search quality of each designer at an equal budget: hypervolume, speed to random's level, selected model.
 
-For every designer (random, evolution, heuristic, fahana-rl, and llm only when an endpoint is configured)
+For every designer (random, evolution, heuristic, fahana-rl, tpe, nsga2, gp, and llm only when an endpoint
+is configured)
 and every repeat r = 0..R-1, ``flnas.study.loop.run_search`` runs N iterations (N evaluated candidates;
 invalid proposals are re-designed and do not count) in a fresh SQLite study, on the same prepared data,
 with search seed r and training seed r, the same TrainConfig and the same Choices. Then:
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit_json, fmt, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
 
-DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "llm"]
+DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "tpe", "nsga2", "gp", "llm"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

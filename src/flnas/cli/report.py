@@ -199,7 +199,9 @@ def register(app: typer.Typer) -> None:
     def experiment(
         data: opt.Data = None,
         subset: opt.Subset = None,
-        designer: str | None = typer.Option(None, "--designer", help="llm | heuristic | random | evolution."),
+        designer: str | None = typer.Option(
+            None, "--designer", help="llm | heuristic | random | evolution | tpe | nsga2 | gp."
+        ),
         iters: int = typer.Option(10, "--iters", min=1, help="IterMax (the paper: 10)."),
         fahana: bool = typer.Option(
             True, "--fahana/--no-fahana", help="Also run FaHaNa's RL search, same budget."

@@ -299,7 +299,7 @@ def register(app: typer.Typer) -> None:
         designer: str | None = typer.Option(
             None,
             "--designer",
-            help="llm | heuristic | random | evolution | fahana-rl "
+            help="llm | heuristic | random | evolution | fahana-rl | tpe | nsga2 | gp "
             "(default: llm when an endpoint is set, else heuristic).",
         ),
         iters: int | None = typer.Option(

@@ -5,20 +5,29 @@ accuracy, then make the network smaller and faster. The heuristic reads the best
 metrics and picks a *mode*:
 
 - ``fairness`` when the weakest group's val accuracy lags the overall val accuracy by more than
-  ``fair_gap`` (default 0.05): regularise and normalise (more dropout, group/batch norm), then widen or add
-  a conv layer;
-- ``accuracy``: deepen, widen, larger kernels, a wider head;
-- ``shrink``: remove a conv layer, fewer channels, separable convolutions, smaller kernels, a smaller head.
+  ``fair_gap`` (default 0.05): normalise and regularise (group/batch/layer norm, more dropout), then widen
+  or add a conv layer;
+- ``accuracy``: deepen, widen, larger kernels, keep more resolution (a stride-2 layer back to 1), other
+  activations, a wider head;
+- ``shrink``: downsample earlier (a stride-1 layer to 2), remove a conv layer, fewer channels, separable
+  convolutions, smaller kernels, a smaller head.
 
 The modes form a ladder in priority order (fairness only while the gap is there). The heuristic starts at
 the top and steps down one mode each time ``plateau`` (default 2) ok candidates in a row have not become
 the new best, wrapping around: when raising the weakest group stops paying off it tries accuracy, then
 shrinking, then fairness again.
 
+It explores rather than polishing one edit: within a mode the first edit tried rotates with every
+candidate that did not become the best (so depth, width, stride and normalisation all get their turn,
+not dropout again and again), and after a whole ladder without a new best it *restarts* from another
+member of the Pareto front (val accuracy of record, unfairness, params), a different one each time, before
+the best. "Best", the ranking and the front all use the study's rule, tolerance and accuracy of record
+(``context.selection``); a degenerate candidate is never a base.
+
 Each mode is an ordered list of edits; the first edit giving a valid spec that was never evaluated wins,
-then the other modes, then the next-best candidates as a base, then a random draw. It is deterministic
-given the study (and the seed, for that last fallback), and never repeats a spec. The first candidate of
-a study is ``flnas.space.example_spec()`` or the ``init_spec`` given (``--init-spec FILE``).
+then the other modes, then the next bases, then a random draw. It is deterministic given the study (and
+the seed, for that last fallback), and never repeats a spec. The first candidate of a study is
+``flnas.space.example_spec()`` or the ``init_spec`` given (``--init-spec FILE``).
 """
 
 from __future__ import annotations
@@ -176,6 +185,39 @@ def separable(spec: Spec, ch: Any) -> Iterator[Spec]:
             yield new
 
 
+def more_stride(spec: Spec, ch: Any) -> Iterator[Spec]:
+    """Downsample earlier: a stride-1 conv layer gets the next larger stride, earliest first (cheaper)."""
+    for i in _convs(spec):
+        stride = _step(ch.strides, spec["layers"][i].get("stride", 1), up=True)
+        if stride is not None:
+            new = _clone(spec)
+            new["layers"][i]["stride"] = stride
+            new["layers"][i]["residual"] = False if stride != 1 else new["layers"][i].get("residual", False)
+            yield new
+
+
+def less_stride(spec: Spec, ch: Any) -> Iterator[Spec]:
+    """Keep more resolution: a strided conv layer gets the next smaller stride, deepest first."""
+    for i in reversed(_convs(spec)):
+        stride = _step(ch.strides, spec["layers"][i].get("stride", 1), up=False)
+        if stride is not None:
+            new = _clone(spec)
+            new["layers"][i]["stride"] = stride
+            yield new
+
+
+def change_activation(spec: Spec, ch: Any) -> Iterator[Spec]:
+    """Another activation on every conv layer (silu, gelu, relu, hardswish: the smooth ones first)."""
+    for activation in ("silu", "gelu", "relu", "hardswish"):
+        if activation not in ch.activations:
+            continue
+        new = _clone(spec)
+        for i in _convs(new):
+            new["layers"][i]["activation"] = activation
+        if new != spec:
+            yield new
+
+
 def smaller_kernel(spec: Spec, ch: Any) -> Iterator[Spec]:
     for i in reversed(_convs(spec)):
         k = _step(ch.kernels, spec["layers"][i].get("kernel", 3), up=False)
@@ -194,9 +236,9 @@ def shrink_head(spec: Spec, ch: Any) -> Iterator[Spec]:
 
 
 MODES: dict[str, list[Edit]] = {
-    "fairness": [add_dropout, change_norm, widen, add_conv],
-    "accuracy": [add_conv, widen, larger_kernel, widen_head],
-    "shrink": [remove_conv, narrow, separable, smaller_kernel, shrink_head],
+    "fairness": [change_norm, add_dropout, widen, add_conv],
+    "accuracy": [add_conv, widen, larger_kernel, less_stride, change_activation, widen_head],
+    "shrink": [more_stride, remove_conv, narrow, separable, smaller_kernel, shrink_head],
 }
 
 
@@ -220,16 +262,36 @@ class HeuristicDesigner(Designer):
         self.fair_gap = fair_gap
         self.plateau = plateau
 
-    def mode(self, context: DesignContext) -> str:
-        """Which priority the next edit serves (see the module docstring)."""
-        from flnas.study.selection import is_ok
-
+    def _ladder(self, context: DesignContext) -> list[str]:
         ladder = ["accuracy", "shrink"]
         if context.best is not None and weakest_group_gap(context.best) > self.fair_gap:
             ladder.insert(0, "fairness")
+        return ladder
+
+    @staticmethod
+    def stalled(context: DesignContext) -> int:
+        """Candidates evaluated since the best so far (ok or degenerate: neither became the best)."""
+        from flnas.study.loop import is_evaluated
+
         best = context.best.number if context.best is not None else -1
-        stalled = sum(1 for c in context.history if is_ok(c) and c.number > best)
-        return ladder[(stalled // max(1, self.plateau)) % len(ladder)]
+        return sum(1 for c in context.history if is_evaluated(c) and c.status != "failed" and c.number > best)
+
+    def mode(self, context: DesignContext) -> str:
+        """Which priority the next edit serves (see the module docstring)."""
+        ladder = self._ladder(context)
+        return ladder[(self.stalled(context) // max(1, self.plateau)) % len(ladder)]
+
+    def restart(self, context: DesignContext) -> Candidate | None:
+        """After a whole ladder without a new best: another Pareto-front member to edit (one per cycle)."""
+        from flnas.study.selection import pareto_front
+
+        cycle = self.stalled(context) // (max(1, self.plateau) * len(self._ladder(context)))
+        if cycle < 1:
+            return None
+        best = context.best.number if context.best is not None else -1
+        front = pareto_front(context.history, accuracy=context.selection.accuracy)
+        others = [c for c in front if c.number != best and c.spec is not None]
+        return others[(cycle - 1) % len(others)] if others else None
 
     def propose(self, context: DesignContext, k: int = 1) -> list[Proposal]:
         avoid = avoid_keys(context)
@@ -257,16 +319,24 @@ class HeuristicDesigner(Designer):
         mode = self.mode(context)
         order = [mode] + [m for m in MODES if m != mode]
         best = [context.best] if context.best is not None and context.best.spec is not None else []
-        bases = best + [c for c in ranked if c not in best][: 3 - len(best)]
+        restart = self.restart(context)
+        first = [restart] if restart is not None else []
+        bases = first + best + [c for c in ranked if c not in best and c not in first][: 3 - len(best)]
+        turn = self.stalled(context)
         if not bases and init_ok is not None:
             bases = [Candidate(number=-1, iteration=0, designer="init", spec=init_ok[0], status="ok")]
         for base in bases:
             for m in order:
-                for edit in MODES[m]:
+                edits = MODES[m]
+                if m == mode:  # the edit tried first rotates with every miss (see the module docstring)
+                    r = turn % len(edits)
+                    edits = edits[r:] + edits[:r]
+                for edit in edits:
                     for variant in edit(_clone(base.spec), context.choices):
                         got = checked(variant, context)
                         if got is not None and got[1] not in avoid:
-                            yield got, {"mode": m, "edit": edit.__name__, "base": base.number}
+                            record = {"mode": m, "edit": edit.__name__, "base": base.number}
+                            yield got, ({**record, "restart": True} if base is restart else record)
         for got in random_candidates(context, avoid):
             yield got, {"edit": "random (no edit left)"}
 

@@ -25,6 +25,9 @@ BUILTIN: dict[str, str] = {
     "random": "flnas.designers.random",
     "evolution": "flnas.designers.evolution",
     "fahana-rl": "flnas.designers.fahana",
+    "tpe": "flnas.designers.samplers",
+    "nsga2": "flnas.designers.samplers",
+    "gp": "flnas.designers.samplers",
 }
 
 
