@@ -85,6 +85,18 @@ def test_classes_option_and_indices(tmp_path, capsys):
         ),
         ("y_true,y_pred,sex,age_approx\n0,0,male,twenty\n", "line 2: column age_approx has 'twenty'"),
         ("y_true,y_pred,sex,age_approx\n0,,male,20\n", "line 2: column y_pred is empty"),
+        # issue 13 item 1: an index sized the class list 0..max (this row took 24 GB before the kernel killed it)
+        (
+            "image,y_true,y_pred,sex,age_approx\na1,0,0,male,50\na2,1,0,female,25\na3,2,99999999999,male,70\n",
+            "line 4: column y_pred has class index 99999999999, above 999, the largest class index supported",
+        ),
+        ("y_true,y_pred,sex,age_approx\n0,0,male,20\n1," + "9" * 400 + ",male,30\n", "(400 characters)"),
+        ("y_true,y_pred,sex,age_approx\n0,0,male,20\n-1,0,male,30\n", "line 3: column y_true has class index -1"),
+        # numbers that are not indices were silently taken as class names
+        ("y_true,y_pred,sex,age_approx\n0,0,male,20\n1,nan,male,30\n", "line 3: column y_pred has 'nan', a number"),
+        ("y_true,y_pred,sex,age_approx\n1.5,0,male,20\n", "line 2: column y_true has '1.5', a number that is not"),
+        ("y_true,y_pred,sex,age_approx\nMEL,MEL,male,20\nNV,inf,male,30\n", "column y_pred has 'inf', a number"),
+        ("y_true,y_pred,sex,age_approx\nMEL,MEL,male,20\nNV,1,male,30\n", "line 3: column y_pred has the class index"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, content, message):
@@ -100,3 +112,39 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, content, messag
 def test_unknown_class_with_classes_option(worked, capsys):
     code, _, err = run(["metrics", "-p", str(worked), "--classes", "A,B"], capsys)
     assert code == 2 and "line 5: column y_true has class 'C', not one of A, B" in err
+
+
+def test_numeric_names_are_accepted_when_classes_names_them(tmp_path, capsys):
+    path = tmp_path / "odd.csv"
+    path.write_text("y_true,y_pred,sex,age_approx\n1.5,1.5,male,20\nA,1.5,female,30\n")
+    code, out, _ = run(["metrics", "-p", str(path), "--json", "--classes", "A,1.5"], capsys)
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rows", ["0,999", "0,99999999999", "names"])
+def test_memory_stays_bounded_whatever_the_labels(tmp_path, rows):
+    """No array is sized by a label's value: the largest class list allowed (1,000) costs well under 64 MB,
+    and a larger index is refused before anything is allocated for it."""
+    import tracemalloc
+
+    from flnas.errors import FlnasError
+    from flnas.evaluate.fairness import MAX_CLASSES, fairness_from_predictions, read_predictions
+
+    path = tmp_path / "p.csv"
+    if rows == "names":  # one more distinct class name than allowed
+        body = "".join(f"c{i},c{i},male,20\n" for i in range(MAX_CLASSES + 1))
+    else:
+        body = "".join(f"{r},{r},female,40\n" for r in rows.split(","))
+    path.write_text("y_true,y_pred,sex,age_approx\n" + body)
+    df = read_predictions(path)
+    tracemalloc.start()
+    try:
+        if rows == "0,999":
+            assert len(fairness_from_predictions(df)["classes"]) == MAX_CLASSES
+        else:
+            with pytest.raises(FlnasError, match="supported"):
+                fairness_from_predictions(df)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (64 if rows == "0,999" else 1) * 2**20

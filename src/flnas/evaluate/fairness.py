@@ -18,6 +18,7 @@ the same denominators as every other split.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -224,13 +225,111 @@ class Predictions:
     classes_from: str  # "given" | "names seen" | "indices"
 
 
-def _is_index(value: Any) -> bool:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return True
-    if isinstance(value, (float, np.floating)):
-        return bool(np.isfinite(value)) and float(value).is_integer()
-    text = str(value).strip()
-    return text.lstrip("-").isdigit()
+#: the most classes a predictions table may have (given, inferred from names, or 0..max for indices). The
+#: per-group confusion matrices grow with its square (6 x 1000^2 int64 = 48 MB at the limit), so a label such
+#: as 99999999999 must be refused, not turned into a class list that size.
+MAX_CLASSES = 1000
+
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+def _label_kind(text: str) -> str:
+    """ "index" (a whole number), "number" (any other number: 1.5, nan, inf, 1e3) or "name"."""
+    if _INDEX.fullmatch(text):
+        return "index"
+    try:
+        float(text)
+    except ValueError:
+        return "name"
+    return "number"
+
+
+def _shown(label: str, limit: int = 24) -> str:
+    """A label for a message: quoted, and cut short when it is long."""
+    return repr(label) if len(label) <= limit else repr(label[:limit]) + f"... ({len(label)} characters)"
+
+
+def _listed(names: Sequence[str], limit: int = 12) -> str:
+    """``A, B, C``; a long list is cut: ``0, 1, ..., 9, ... (1000 in all)``."""
+    return ", ".join(names) if len(names) <= limit else ", ".join(names[:10]) + f", ... ({len(names)} in all)"
+
+
+def _label_text(value: Any) -> str:
+    """A label as text; a whole float from a numeric DataFrame column (2.0) is the index "2"."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _refuse_numbers(source: str, labels: dict[str, list[str]], known: Sequence[str] = ()) -> None:
+    """Labels are class names or whole-number indices; 1.5, nan or inf is neither (unless --classes names it)."""
+    allowed = set(known)
+    for col, values in labels.items():
+        for i, v in enumerate(values):
+            if v not in allowed and _label_kind(v) == "number":
+                raise FlnasError(
+                    f"{source} line {i + 2}: column {col} has {_shown(v)}, a number that is not a class index "
+                    "(labels are class names or whole-number indices 0, 1, 2, ...)"
+                )
+
+
+def _indices(source: str, labels: dict[str, list[str]], limit: int, what: str) -> dict[str, np.ndarray]:
+    """The labels as int64 indices, each checked against ``limit`` before any array is sized by it."""
+    idx = {}
+    for col, values in labels.items():
+        ints = [int(v) for v in values]  # Python ints: 99999999999999999999 does not overflow here
+        for i, k in enumerate(ints):
+            if not 0 <= k < limit:
+                shown = _shown(str(k), 20).strip("'")
+                raise FlnasError(f"{source} line {i + 2}: column {col} has class index {shown}, {what}")
+        idx[col] = np.array(ints, dtype=np.int64)
+    return idx
+
+
+def _class_indices(
+    source: str, labels: dict[str, list[str]], classes: Sequence[str] | None
+) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """(indices per column, class list, where it came from) under the rules of :func:`parse_predictions`."""
+    if classes is not None and len(classes) > MAX_CLASSES:
+        raise FlnasError(f"--classes names {len(classes):,} classes; at most {MAX_CLASSES:,} are supported")
+    kinds = {col: [_label_kind(v) for v in values] for col, values in labels.items()}
+    if all(k == "index" for col in kinds.values() for k in col):
+        if classes is not None:
+            names = list(classes)
+            return _indices(source, labels, len(names), f"outside 0..{len(names) - 1}"), names, "given"
+        idx = _indices(source, labels, MAX_CLASSES, f"above {MAX_CLASSES - 1}, the largest class index "
+                       "supported (pass --classes with the real class list, or check the column)")
+        top = max(int(idx["y_true"].max()), int(idx["y_pred"].max()))
+        return idx, [str(i) for i in range(top + 1)], "indices"
+
+    _refuse_numbers(source, labels, classes or ())
+    if classes is not None:
+        names, classes_from = list(classes), "given"
+    else:
+        for col, col_kinds in kinds.items():
+            if "index" in col_kinds:
+                i = col_kinds.index("index")
+                raise FlnasError(
+                    f"{source} line {i + 2}: column {col} has the class index {_shown(labels[col][i])} where other "
+                    "labels are class names (use one kind, or pass --classes)"
+                )
+        seen = set(labels["y_true"]) | set(labels["y_pred"])
+        if len(seen) > MAX_CLASSES:
+            raise FlnasError(
+                f"{source}: y_true and y_pred hold {len(seen):,} different class names, more than the "
+                f"{MAX_CLASSES:,} supported"
+            )
+        names, classes_from = sorted(seen), "names seen"
+    lookup = {name: i for i, name in enumerate(names)}
+    idx = {}
+    for col, values in labels.items():
+        for i, v in enumerate(values):
+            if v not in lookup:
+                raise FlnasError(
+                    f"{source} line {i + 2}: column {col} has class {_shown(v)}, not one of {_listed(names)}"
+                )
+        idx[col] = np.array([lookup[v] for v in values], dtype=np.int64)
+    return idx, names, classes_from
 
 
 def parse_predictions(
@@ -238,9 +337,11 @@ def parse_predictions(
 ) -> Predictions:
     """Check a predictions DataFrame and turn its labels and demographics into arrays.
 
-    y_true/y_pred may be class names or integer indices. Classes: ``classes`` when given; otherwise the
-    sorted union of the names seen, or ``0..max`` for indices. Any problem raises :class:`FlnasError`
-    naming ``source``, the line (header = line 1) and the column.
+    Labels (y_true, y_pred) are either all whole-number class indices or class names. Classes: ``classes``
+    when given; otherwise ``0..max`` for indices (max below :data:`MAX_CLASSES`) or the sorted names seen.
+    Other numbers (``1.5``, ``nan``, ``inf``) are refused unless ``classes`` names them, and so is a mix of
+    indices and names without ``classes``. Any problem raises :class:`FlnasError` naming ``source``, the line
+    (header = line 1) and the column. Memory stays linear in the rows: no array is sized by a label's value.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -249,44 +350,14 @@ def parse_predictions(
         )
     if len(df) == 0:
         raise FlnasError(f"{source}: has no prediction rows")
-    labels: dict[str, list[Any]] = {}
+    labels: dict[str, list[str]] = {}
     for col in ("y_true", "y_pred"):
         values = list(df[col])
         for i, value in enumerate(values):
             if _is_missing(value) or (isinstance(value, str) and not value.strip()):
                 raise FlnasError(f"{source} line {i + 2}: column {col} is empty")
-        labels[col] = [v.strip() if isinstance(v, str) else v for v in values]
-    as_indices = all(_is_index(v) for col in labels.values() for v in col)
-
-    if as_indices:
-        idx = {col: np.array([int(float(v)) for v in vals], dtype=np.int64) for col, vals in labels.items()}
-        if classes is not None:
-            names, classes_from = list(classes), "given"
-        else:
-            top = max(int(idx["y_true"].max()), int(idx["y_pred"].max()))
-            names, classes_from = [str(i) for i in range(top + 1)], "indices"
-        for col, arr in idx.items():
-            bad = np.flatnonzero((arr < 0) | (arr >= len(names)))
-            if len(bad):
-                raise FlnasError(
-                    f"{source} line {bad[0] + 2}: column {col} has class index {arr[bad[0]]}, "
-                    f"outside 0..{len(names) - 1}"
-                )
-    else:
-        strings = {col: [str(v) for v in vals] for col, vals in labels.items()}
-        if classes is not None:
-            names, classes_from = list(classes), "given"
-        else:
-            names, classes_from = sorted(set(strings["y_true"]) | set(strings["y_pred"])), "names seen"
-        lookup = {name: i for i, name in enumerate(names)}
-        idx = {}
-        for col, vals in strings.items():
-            for i, v in enumerate(vals):
-                if v not in lookup:
-                    raise FlnasError(
-                        f"{source} line {i + 2}: column {col} has class {v!r}, not one of {', '.join(names)}"
-                    )
-            idx[col] = np.array([lookup[v] for v in vals], dtype=np.int64)
+        labels[col] = [_label_text(v) for v in values]
+    idx, names, classes_from = _class_indices(source, labels, classes)
 
     sexes, ages = [], []
     for i, (s, a) in enumerate(zip(df["sex"], df["age_approx"], strict=True)):
