@@ -57,6 +57,12 @@ def test_every_command_has_its_usage_cases():
     assert sorted(CASES) == sorted(command_paths())
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Were a usage error ever missed, the command would run: keep whatever it writes out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(argv: list[str], capsys) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

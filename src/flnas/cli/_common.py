@@ -36,3 +36,9 @@ def wide_console(min_width: int = 160) -> Console:
     if console.is_terminal:
         return console
     return Console(file=sys.stdout, width=max(console.width, min_width))
+
+
+def print_data_warnings(summary: dict[str, Any]) -> None:
+    """The data summary's warnings (one class, no demographics, a subset larger than the data) on stderr."""
+    for warning in summary.get("warnings") or ():
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, markup=True, soft_wrap=True)

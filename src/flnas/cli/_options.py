@@ -12,21 +12,29 @@ from typing import Annotated, Any
 
 import typer
 
+# Numbers out of range are usage errors (exit 2) named by the option parser: `--patience -1` never reaches a
+# run. A zero learning rate or time budget passes the bound and is refused by the evaluator's config check.
+SEED_MAX = 2**32 - 1  # numpy and torch both take it; torch refuses seeds of 2**64 and more
+
 # where the data comes from
 Data = Annotated[
     Path | None, typer.Option("--data", help="ISIC 2019 directory; omitted: the embedded synthetic set.")
 ]
 Subset = Annotated[
-    int | None, typer.Option("--subset", help="Use N records (balanced over groups; the paper: 5000).")
+    int | None, typer.Option("--subset", min=1, help="Use N records (balanced over groups; the paper: 5000).")
 ]
 ImageSize = Annotated[
     int | None,
-    typer.Option("--image-size", help="Square input size in pixels (default 64).", show_default=False),
+    typer.Option("--image-size", min=8, max=1024, help="Square input size in pixels (default 64).", show_default=False),
 ]
 Seed = Annotated[
     int | None,
     typer.Option(
-        "--seed", help="Seed for the split, weight init and batches (default 0).", show_default=False
+        "--seed",
+        min=0,
+        max=SEED_MAX,
+        help="Seed for the split, weight init and batches (default 0).",
+        show_default=False,
     ),
 ]
 CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Decoded-image cache directory.")]
@@ -36,17 +44,17 @@ Env = Annotated[
 ]
 
 # the evaluator (TrainConfig fields)
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Maximum epochs (default 30).")]
-Patience = Annotated[int | None, typer.Option("--patience", help="Early-stopping patience (default 3).")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default 64).")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 1e-3).")]
+Epochs = Annotated[int | None, typer.Option("--epochs", min=1, help="Maximum epochs (default 30).")]
+Patience = Annotated[int | None, typer.Option("--patience", min=0, help="Early-stopping patience (default 3).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size (default 64).")]
+Lr = Annotated[float | None, typer.Option("--lr", min=0, help="Learning rate (default 1e-3).")]
 Device = Annotated[
     str | None,
     typer.Option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N.", show_default=False),
 ]
 MaxTrainSeconds = Annotated[
     float | None,
-    typer.Option("--max-train-seconds", help="Time budget per candidate; over it the candidate fails."),
+    typer.Option("--max-train-seconds", min=0, help="Time budget per candidate; over it the candidate fails."),
 ]
 NoHardware = Annotated[bool, typer.Option("--no-hardware", help="Skip FLOPs/memory/latency/ONNX.")]
 ClassWeighted = Annotated[
@@ -86,10 +94,10 @@ Storage = Annotated[
 # the LLM designer
 LlmModel = Annotated[str | None, typer.Option("--llm-model", help="Chat model name at the endpoint.")]
 LlmBaseUrl = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint URL.")]
-LlmTemperature = Annotated[float | None, typer.Option("--llm-temperature", help="Sampling temperature.")]
-LlmTimeout = Annotated[float | None, typer.Option("--llm-timeout", help="Seconds per LLM call.")]
+LlmTemperature = Annotated[float | None, typer.Option("--llm-temperature", min=0, max=2, help="Sampling temperature.")]
+LlmTimeout = Annotated[float | None, typer.Option("--llm-timeout", min=0, help="Seconds per LLM call.")]
 LlmMaxRetries = Annotated[
-    int | None, typer.Option("--llm-max-retries", help="Re-asks after an invalid reply (3).")
+    int | None, typer.Option("--llm-max-retries", min=0, help="Re-asks after an invalid reply (3).")
 ]
 PromptTemplate = Annotated[Path | None, typer.Option("--prompt-template", help="Prompt template file.")]
 

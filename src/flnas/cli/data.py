@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from flnas.cli._common import console, err_console, print_json
+from flnas.cli._options import SEED_MAX
 
 app = typer.Typer(
     help="Inspect, check and cache a dataset in the ISIC 2019 layout, or write a synthetic one.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 
 DATA_HELP = "Folder in the official ISIC 2019 layout (default: the embedded synthetic set)."
 PROGRESS_HELP = "Show a progress bar (on stderr) while decoding."
+SIZE_HELP = "Side in pixels the images are decoded to."
 SUBSET_HELP = "Pick N records at random with balanced demographic groups (the paper uses 5000)."
 
 
@@ -65,6 +67,8 @@ def _print_summary(summary: dict) -> None:
     if skipped["total"]:
         reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped["by_reason"].items())
         console.print(f"[yellow]skipped {skipped['total']} bad records[/]: {reasons}")
+    for warning in summary.get("warnings") or ():
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     cache = summary["cache"]
     state = "hit (no decoding)" if cache["hit"] else f"{cache['status']}, decoded {cache['decoded']} images"
     console.print(f"image cache ({summary['image_size']} px): {state} in {cache['seconds']:.2f} s: "
@@ -74,9 +78,9 @@ def _print_summary(summary: dict) -> None:
 @app.command("summary")
 def summary_command(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
-    subset: int | None = typer.Option(None, "--subset", help=SUBSET_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subset and the split."),
-    image_size: int = typer.Option(64, "--image-size", help="Side in pixels the images are decoded to."),
+    subset: int | None = typer.Option(None, "--subset", min=1, help=SUBSET_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the subset and the split."),
+    image_size: int = typer.Option(64, "--image-size", min=8, max=1024, help=SIZE_HELP),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where the decoded-image cache lives."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out bad records and report them."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
@@ -93,9 +97,9 @@ def summary_command(
 @app.command("prepare")
 def prepare_command(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
-    image_size: int = typer.Option(64, "--image-size", help="Side in pixels the images are decoded to."),
-    subset: int | None = typer.Option(None, "--subset", help=SUBSET_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subset and the split."),
+    image_size: int = typer.Option(64, "--image-size", min=8, max=1024, help=SIZE_HELP),
+    subset: int | None = typer.Option(None, "--subset", min=1, help=SUBSET_HELP),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the subset and the split."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where the decoded-image cache lives."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out bad records and report them."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
@@ -116,10 +120,12 @@ def prepare_command(
 @app.command("synth")
 def synth_command(
     out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset into."),
-    n: int = typer.Option(600, "--n", help="Number of records (images)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    n: int = typer.Option(600, "--n", min=1, help="Number of records (images)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
     image_size: int = typer.Option(64, "--image-size", help="Side of the written JPEGs in pixels."),
-    bias: float = typer.Option(0.5, "--bias", help="0..1: how much harder old and female records are made."),
+    bias: float = typer.Option(
+        0.5, "--bias", min=0, max=1, help="0..1: how much harder old and female records are made."
+    ),
 ) -> None:
     """Write a SYNTHETIC dataset in the official ISIC 2019 layout (procedural lesion-like images)."""
     from flnas.data.synthetic import write_synthetic

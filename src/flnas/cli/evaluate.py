@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from flnas.cli import _options as opt
-from flnas.cli._common import console, err_console, fmt, print_json, wide_console
+from flnas.cli._common import console, err_console, fmt, print_data_warnings, print_json, wide_console
 from flnas.errors import SpecError
 
 
@@ -136,6 +136,7 @@ def register(app: typer.Typer) -> None:
         prepared = prepare_data(
             root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir, progress=not json_out
         )
+        print_data_warnings(prepared.summary)
         evaluator = Evaluator(prepared, config, choices=choices)
         result = evaluator.evaluate(spec, name=spec_path.stem, out_dir=out, on_epoch=_progress(json_out))
         metrics = result.metrics

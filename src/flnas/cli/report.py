@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from flnas.cli import _options as opt
-from flnas.cli._common import console, err_console, wide_console
+from flnas.cli._common import console, err_console, print_data_warnings, wide_console
 from flnas.errors import FlnasError
 
 DEFAULT_IMAGE_SIZE = 64
@@ -65,6 +65,7 @@ def prepare_study(
         )
     else:
         _log(f"study {study_name!r}: created ({prepared.name}, image size {setup['image_size']}, {what})")
+    print_data_warnings(prepared.summary)
     return study, setup, prepared
 
 

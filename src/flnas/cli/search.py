@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from flnas.cli import _options as opt
-from flnas.cli._common import console, err_console, fmt, wide_console
+from flnas.cli._common import console, err_console, fmt, print_data_warnings, wide_console
 from flnas.errors import FlnasError
 
 DEFAULT_STUDY_EMBEDDED = "flnas-default"
@@ -185,6 +185,7 @@ def _run(
     used = ": its stored setup is used" if resumed else ""
     where = f"{study_name!r} in {storage_url(storage)}"
     console.print(f"{what} {where}{used} ({_describe(setup)})", highlight=False, markup=False)
+    print_data_warnings(prepared.summary)
     if prepared.synthetic:
         console.print(
             "[bold yellow]synthetic data:[/] the embedded synthetic set, not ISIC images; the "
@@ -305,9 +306,10 @@ def register(app: typer.Typer) -> None:
         iters: int | None = typer.Option(
             None,
             "--iters",
+            min=1,
             help="IterMax: iterations with an evaluated candidate (default 10; 5 for the embedded default).",
         ),
-        candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
+        candidates: int = typer.Option(1, "--candidates", min=1, help="Candidates per iteration (k)."),
         env: opt.Env = None,
         choices_path: opt.ChoicesPath = None,
         study_name: str | None = typer.Option(
@@ -329,8 +331,12 @@ def register(app: typer.Typer) -> None:
         patience: opt.Patience = None,
         batch_size: opt.BatchSize = None,
         lr: opt.Lr = None,
-        image_size: int | None = typer.Option(None, "--image-size", help="Input size (64; 32 embedded)."),
-        seed: int | None = typer.Option(None, "--seed", help="Seed: split, training, designers (0)."),
+        image_size: int | None = typer.Option(
+            None, "--image-size", min=8, max=1024, help="Input size (64; 32 embedded)."
+        ),
+        seed: int | None = typer.Option(
+            None, "--seed", min=0, max=opt.SEED_MAX, help="Seed: split, training, designers (0)."
+        ),
         device: opt.Device = None,
         cache_dir: opt.CacheDir = None,
         max_train_seconds: opt.MaxTrainSeconds = None,
@@ -407,7 +413,7 @@ def register(app: typer.Typer) -> None:
         study_name: str = typer.Option(..., "--study", help="Study name."),
         storage: opt.Storage = None,
         prompt_template: opt.PromptTemplate = None,
-        candidates: int = typer.Option(1, "--candidates", help="Candidates per iteration (k)."),
+        candidates: int = typer.Option(1, "--candidates", min=1, help="Candidates per iteration (k)."),
     ) -> None:
         """Print the prompt the next search iteration would send to the LLM."""
         import numpy as np

@@ -8,7 +8,7 @@ default dataset (synthetic, labelled so wherever it is used).
 from __future__ import annotations
 
 from flnas.data.cache import CacheResult, decode_image, default_cache_dir, load_images
-from flnas.data.dataset import PreparedData, Split
+from flnas.data.dataset import PreparedData, Split, check_trainable
 from flnas.data.isic import LoadResult, Record, load_records
 from flnas.data.prepare import prepare_data
 from flnas.data.subset import SubsetResult, balanced_subset, split_records
@@ -22,6 +22,7 @@ __all__ = [
     "Split",
     "SubsetResult",
     "balanced_subset",
+    "check_trainable",
     "decode_image",
     "default_cache_dir",
     "default_synthetic_dir",

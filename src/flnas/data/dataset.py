@@ -39,3 +39,31 @@ class PreparedData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def check_trainable(data: PreparedData) -> None:
+    """Refuse data no candidate can be trained and measured on, before any training starts.
+
+    Training needs at least 2 training records (batch norm cannot learn from one) and one each for
+    validation (early stopping, the accuracy of record) and test; and at least two classes among the training
+    records (a one-class set trains to a meaningless 100%). Raises :class:`DataError` with the sizes.
+    """
+    from flnas.errors import DataError
+
+    missing = [name for name in ("train", "val", "test") if name not in data.splits]
+    if missing:
+        raise DataError(f"dataset {data.name!r} has no {' or '.join(missing)} split")
+    sizes = {name: len(data.splits[name]) for name in ("train", "val", "test")}
+    if sizes["train"] < 2 or sizes["val"] < 1 or sizes["test"] < 1:
+        raise DataError(
+            f"{data.root}: the {sum(sizes.values())} records split into {sizes['train']} train, {sizes['val']} "
+            f"validation and {sizes['test']} test records; training needs at least 2 train records and 1 each "
+            "for validation and test (use more records, e.g. a larger --subset)"
+        )
+    present = sorted({int(i) for i in data.splits["train"].labels.unique().tolist()})
+    if len(present) < 2:
+        only = data.classes[present[0]] if present and present[0] < len(data.classes) else "?"
+        raise DataError(
+            f"{data.root}: all {sizes['train']} training records are of class {only}; a classifier needs at "
+            "least two classes (use data with more classes, or a larger --subset)"
+        )

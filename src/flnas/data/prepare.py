@@ -19,7 +19,7 @@ import torch
 from flnas.data.cache import default_cache_dir, load_images
 from flnas.data.dataset import PreparedData, Split
 from flnas.data.groups import age_group
-from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, Record
+from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, METADATA, Record
 from flnas.data.plan import load_plan, record_counts
 from flnas.data.subset import SPLITS, group_counts, split_records
 from flnas.errors import DataError
@@ -126,5 +126,31 @@ def prepare_data(
         "skipped": {"total": sum(skipped.values()), "by_reason": dict(sorted(skipped.items()))},
         "cache": {**cache.info(), "records": plan.status},
     }
+    summary["warnings"] = data_warnings(summary)
     return PreparedData(name=name, root=Path(plan.root), classes=classes, image_size=image_size,
                         splits=splits, synthetic=plan.synthetic, summary=summary)
+
+
+def data_warnings(summary: dict) -> list[str]:
+    """Sentences on data that loads but cannot give meaningful results (``summary["warnings"]``).
+
+    Commands print them; the training commands also refuse such data (:func:`flnas.data.check_trainable`).
+    """
+    warnings = []
+    present = [c for c, n in summary["class_counts"].items() if n]
+    if len(present) == 1:
+        warnings.append(f"every record is of class {present[0]}: a classifier needs at least two classes, "
+                        "and one trained on these records is trivially 100% accurate")
+    records, missing = summary["records"], summary["missing"]
+    if records and missing["sex"] == records and missing["age"] == records:
+        warnings.append(f"no record has a known sex or age ({METADATA} has no usable row for these images): "
+                        "the demographic groups are empty and every fairness metric is undefined")
+    subset = summary.get("subset")
+    if subset and subset["achieved"] < subset["requested"]:
+        warnings.append(f"--subset {subset['requested']} asks for more records than the {subset['available']} "
+                        f"available; all {subset['achieved']} are used")
+    splits = summary["splits"]
+    if splits["train"] < 2 or not splits["val"] or not splits["test"]:
+        warnings.append(f"the split has {splits['train']} train, {splits['val']} validation and {splits['test']} "
+                        "test records: too few to train (the training commands refuse it)")
+    return warnings

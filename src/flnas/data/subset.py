@@ -64,7 +64,9 @@ def _balance(counts: dict[str, int], available: dict[str, int], total: int) -> t
         balance[attribute] = {"target": round(total / len(groups), 1), "min": lo, "max": hi,
                               "ratio": round(lo / hi, 3) if hi else None}
         text = ", ".join(f"{g} {counts[g]}" for g in groups)
-        if hi - lo <= 1:
+        if hi == 0:
+            sentences.append(f"{attribute} unknown for every record (no balance possible)")
+        elif hi - lo <= 1:
             sentences.append(f"{attribute} balanced ({text})")
         else:
             short = [f"{g} has only {available[g]}" for g in groups

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from flnas.data.dataset import PreparedData, Split
+from flnas.data.dataset import PreparedData, Split, check_trainable
 from flnas.errors import FlnasError
 from flnas.evaluate.config import TrainConfig
 from flnas.evaluate.device import (
@@ -67,6 +67,8 @@ def check_config(config: TrainConfig) -> None:
     problems = []
     if int(config.epochs) < 1:
         problems.append(f"epochs must be at least 1 (got {config.epochs})")
+    if config.patience is not None and int(config.patience) < 0:
+        problems.append(f"patience must be 0 (no early stopping) or more (got {config.patience})")
     if int(config.batch_size) < 1:
         problems.append(f"batch_size must be at least 1 (got {config.batch_size})")
     if not config.lr > 0:
@@ -88,11 +90,7 @@ class Evaluator:
         self.data = data
         self.config = config or TrainConfig()
         check_config(self.config)
-        for name in ("train", "val", "test"):
-            if name not in data.splits:
-                raise FlnasError(f"dataset {data.name!r} has no {name!r} split")
-        if len(data.splits["train"]) == 0:
-            raise FlnasError(f"dataset {data.name!r}: the train split is empty")
+        check_trainable(data)
         self.device = resolve_device(self.config.device)
         self._choices = choices
         self.normalize = Normalizer.from_images(data.splits["train"].images)

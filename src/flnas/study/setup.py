@@ -226,7 +226,7 @@ def resolve_setup(
             )
         return stored, data_from_setup(stored, progress=True), True
 
-    from flnas.data import default_synthetic_dir, prepare_data
+    from flnas.data import check_trainable, default_synthetic_dir, prepare_data
 
     seed = int(requested.get("seed", 0))
     size = int(requested.get("image_size", defaults.get("image_size", 64)))
@@ -236,6 +236,7 @@ def resolve_setup(
     choices = load_choices(choices_path)
     root = data if data is not None else default_synthetic_dir()
     prepared = prepare_data(root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir)
+    check_trainable(prepared)  # before the study stores a setup that no candidate could train on
     setup = make_setup(
         data=prepared,
         data_arg=data,
