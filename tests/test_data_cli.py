@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -307,3 +308,27 @@ def test_synth_refuses_to_overwrite_real_data(tmp_path, capsys):
     (tmp_path / GROUND_TRUTH).write_text("image,MEL\n")
     code, _, stderr = run(["data", "synth", "--out", str(tmp_path), "--n", "5"], capsys)
     assert code == 2 and "not synthetic" in stderr
+
+
+@pytest.mark.parametrize("how", ["file in the way", "read-only", "disk full"])
+def test_synth_on_an_unwritable_out_is_one_sentence(tmp_path, capsys, monkeypatch, how):
+    """Issue 13 item 12: a read-only --out ended in an OSError traceback."""
+    import errno
+
+    from PIL import Image
+
+    out = tmp_path / "syn"
+    if how == "file in the way":
+        (tmp_path / "file").write_text("x")
+        out, reason = tmp_path / "file" / "syn", "Not a directory"
+    else:
+        code = errno.EROFS if how == "read-only" else errno.ENOSPC
+        reason = os.strerror(code)
+
+        def fail(self, *args, **kwargs):
+            raise OSError(code, reason)
+
+        monkeypatch.setattr(Image.Image, "save", fail)
+    code, out_text, err = run(["data", "synth", "--out", str(out), "--n", "3", "--image-size", "8"], capsys)
+    assert code == 2 and out_text == ""
+    assert err.strip() == f"error: {out}: cannot write the synthetic dataset there ({reason})"

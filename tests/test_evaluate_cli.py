@@ -115,7 +115,7 @@ def test_invalid_spec_prints_the_reason_and_exits_1(spec_file, synth_dir, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("content", "message"), [(None, "spec file not found"), ("{oops", "line 1: not valid JSON")]
+    ("content", "message"), [(None, "spec file not found"), ("{oops", "spec file is not valid JSON (Expecting")]
 )
 def test_unreadable_spec_is_a_one_line_user_error(tmp_path, capsys, content, message):
     path = tmp_path / "spec.json"

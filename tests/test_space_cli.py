@@ -92,7 +92,15 @@ def test_validate_budget_from_choices(capsys, spec_file, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "spec file not found"), ('{"layers": [', "not valid JSON (Expecting value at line 1 column 13)")],
+    [
+        (None, "spec file not found"),
+        ('{"layers": [', "spec file is not valid JSON (Expecting value at line 1 column 13)"),
+        # issue 13 item 12: a JSON string was reported as "not valid JSON"
+        ('"hello"', 'spec file holds a JSON string, not an object; an architecture is a JSON object with keys'),
+        ('"{\\"layers\\": []}"', "(it holds an architecture written as a quoted string: write the object itself)"),
+        ("[1, 2]", "spec file holds a JSON array, not an object"),
+        ("null", "spec file holds JSON null, not an object"),
+    ],
 )
 @pytest.mark.parametrize("command", ["validate", "to-pytorch", "params"])
 def test_missing_or_malformed_file_is_one_error_line(capsys, tmp_path, content, message, command):
@@ -102,7 +110,26 @@ def test_missing_or_malformed_file_is_one_error_line(capsys, tmp_path, content, 
     code, out, err = run(capsys, command, str(path))
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
-    assert err.startswith("error:") and f"{path}: {message}" in err
+    assert err.startswith(f"error: {path}: ") and message in err
+
+
+def test_a_byte_order_mark_is_accepted_in_spec_and_choices_files(capsys, tmp_path, spec_file):
+    """CSV files with a UTF-8 BOM were read, JSON spec and Choices files with one refused: now all are read."""
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + spec_file.read_bytes())
+    code, out, err = run(capsys, "validate", str(bom))
+    assert code == 0 and out.startswith("valid:"), err
+    choices = tmp_path / "choices.json"
+    choices.write_bytes(b'\xef\xbb\xbf{"max_params": 123456}')
+    code, out, err = run(capsys, "choices", "--choices", str(choices))
+    assert code == 0 and json.loads(out)["max_params"] == 123456, err
+
+
+def test_a_choices_file_that_is_not_text_is_one_error_line(capsys, tmp_path):
+    path = tmp_path / "choices.json"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    code, _, err = run(capsys, "choices", "--choices", str(path))
+    assert code == 2 and "Choices file is not UTF-8 text" in err and "Traceback" not in err
 
 
 def test_to_pytorch(capsys, spec_file):

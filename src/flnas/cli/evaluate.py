@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,21 +11,13 @@ from rich.markup import escape
 
 from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, print_data_warnings, print_json, wide_console
-from flnas.errors import SpecError
 
 
 def _read_spec(path: Path) -> Any:
     """The spec file as JSON data (validation happens in the evaluator, which reports every problem)."""
-    if not path.exists():
-        raise SpecError(f"{path}: spec file not found")
-    if not path.is_file():
-        raise SpecError(f"{path}: is not a file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: is not a UTF-8 text file") from exc
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    from flnas.space import read_spec_file
+
+    return read_spec_file(path)
 
 
 def _split_table(metrics: dict[str, Any]) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,10 @@ _CHOICES_HELP = "Choices file (JSON or YAML); default: the packaged default_choi
 
 
 def read_spec_file(path: Path) -> Any:
-    """The JSON in ``path``; a missing or malformed file is a SpecError naming the file."""
-    from flnas.errors import SpecError
+    """The JSON object in ``path``; any problem is a SpecError naming the file (see flnas.space.read_spec_file)."""
+    from flnas.space import read_spec_file as read
 
-    if not path.is_file():
-        raise SpecError(f"{path}: spec file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file; give the architecture as a JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+    return read(path)
 
 
 def _schema_valid(path: Path) -> Any:

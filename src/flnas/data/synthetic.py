@@ -151,6 +151,15 @@ def write_synthetic(out: str | Path, *, n: int = 600, seed: int = 0, image_size:
         raise DataError(f"--bias must be between 0 and 1, not {bias}")
     if (out / GROUND_TRUTH).exists() and not (out / MARKER).exists():
         raise DataError(f"{out}: holds a dataset that is not synthetic; refusing to overwrite it")
+    try:
+        _write(out, n=n, seed=seed, image_size=image_size, bias=bias)
+    except OSError as exc:  # read-only or full file system, a file where a folder must go, no permission
+        raise DataError(f"{out}: cannot write the synthetic dataset there ({exc.strerror or exc})") from None
+    return out
+
+
+def _write(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> None:
+    """The files of :func:`write_synthetic` (checked arguments); OSErrors propagate."""
     images_dir = out / IMAGE_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)  # written last: its presence means the set is complete
@@ -192,7 +201,6 @@ def write_synthetic(out: str | Path, *, n: int = 600, seed: int = 0, image_size:
     (out / MARKER).write_text(
         "This dataset is SYNTHETIC: procedural lesion-like images written by flnas (write_synthetic), "
         f"not real dermoscopy.\nn={n} seed={seed} image_size={image_size} bias={bias}\n")
-    return out
 
 
 def default_synthetic_dir() -> Path:

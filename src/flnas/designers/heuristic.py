@@ -33,7 +33,6 @@ the seed, for that last fallback), and never repeats a spec. The first candidate
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from typing import Any
 from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
 from flnas.designers.random import avoid_keys, checked, random_candidates
 from flnas.designers.registry import register_designer
-from flnas.errors import SpecError
 
 Spec = dict[str, Any]
 Edit = Callable[[Spec, Any], Iterator[Spec]]
@@ -345,10 +343,6 @@ def _load_init(init: str | Path | dict | None) -> dict | None:
     """The seed architecture: a dict, or a JSON file's content (None: the space's example)."""
     if init is None or isinstance(init, dict):
         return init
-    path = Path(init)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: --init-spec file not found") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: --init-spec is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    from flnas.space import read_spec_file
+
+    return read_spec_file(init, what="--init-spec file")

@@ -25,6 +25,7 @@ from flnas.space.spec import (
     PoolLayer,
     SepConvLayer,
     example_spec,
+    read_spec_file,
     spec_key,
     spec_to_dict,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "spec_cost",
     "mutate",
     "random_spec",
+    "read_spec_file",
     "spec_key",
     "spec_to_dict",
     "to_pytorch_code",

@@ -133,7 +133,10 @@ def load_choices(path: Path | str | None = None) -> Choices:
     path = DEFAULT_CHOICES_PATH if path is None else Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: Choices file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is accepted, as in CSV and spec files
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: Choices file is not UTF-8 text (expected JSON or YAML)") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -244,3 +244,51 @@ def _is_json(value: Any) -> bool:
 def json_value(value: Any) -> str:
     """``value`` as it would appear in the JSON (strings quoted), for messages."""
     return json.dumps(value) if _is_json(value) else repr(value)
+
+
+_JSON_KINDS = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", int: "a JSON number",
+               float: "a JSON number", type(None): "JSON null"}
+
+
+def read_spec_file(path: str | Path, *, what: str = "spec file") -> dict[str, Any]:
+    """The architecture in a JSON file, as a dict (validation is :func:`flnas.space.validate_spec`'s job).
+
+    A UTF-8 byte-order mark is accepted, as in the CSV files. Every problem is one :class:`SpecError`
+    sentence naming the file: not found, not UTF-8 text, not JSON (with line and column), nested too deeply,
+    or JSON that is not an object (a quoted string holding an architecture says so).
+    """
+    from flnas.errors import SpecError
+
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise SpecError(f"{path}: {what} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: {what} is not UTF-8 text; give the architecture as a JSON file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise SpecError(f"{path}: {what} holds JSON nested too deeply to be an architecture") from None
+    if isinstance(data, dict):
+        return data
+    hint = ""
+    if isinstance(data, str):
+        try:
+            quoted_object = isinstance(json.loads(data), dict)
+        except (json.JSONDecodeError, RecursionError):
+            quoted_object = False
+        if quoted_object:
+            hint = " (it holds an architecture written as a quoted string: write the object itself)"
+    raise SpecError(
+        f"{path}: {what} holds {_JSON_KINDS.get(type(data), 'a JSON value')}, not an object; an architecture is "
+        f'a JSON object with keys "layers" and "head"{hint}'
+    )
