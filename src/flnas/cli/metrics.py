@@ -37,8 +37,19 @@ def register(app: typer.Typer) -> None:
             "(default: the dataset's list from a metrics.json beside FILE, as `flnas evaluate --out` writes; "
             "else the sorted names seen, or 0..max for indices).",
         ),
+        ci: bool = typer.Option(
+            False, "--ci", help="Add 95% percentile-bootstrap intervals over the images (seeded)."
+        ),
+        resamples: int | None = typer.Option(
+            None, "--resamples", min=1, help="Bootstrap resamples with --ci (default 1000)."
+        ),
+        seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed with --ci (default 0)."),
     ) -> None:
-        """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions."""
+        """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions.
+
+        With --ci, each headline metric and each group's accuracy gets a 95% percentile-bootstrap interval
+        over the images (JSON: "ci" and "bootstrap").
+        """
         from flnas.errors import FlnasError
         from flnas.evaluate.fairness import fairness_from_predictions, read_predictions
 
@@ -49,9 +60,22 @@ def register(app: typer.Typer) -> None:
                 raise FlnasError(
                     f"--classes {classes!r}: give a comma-separated list of distinct class names"
                 )
+        if not ci and (resamples is not None or seed is not None):
+            raise FlnasError("--resamples and --seed set up the bootstrap: add --ci to compute intervals")
         df = read_predictions(predictions)
         from_sidecar = class_list is None and (class_list := _sidecar_classes(predictions)) is not None
-        result = fairness_from_predictions(df, classes=class_list, source=str(predictions))
+        if ci:
+            from flnas.evaluate.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, fairness_with_intervals
+
+            result = fairness_with_intervals(
+                df,
+                classes=class_list,
+                source=str(predictions),
+                resamples=DEFAULT_RESAMPLES if resamples is None else resamples,
+                seed=DEFAULT_SEED if seed is None else seed,
+            )
+        else:
+            result = fairness_from_predictions(df, classes=class_list, source=str(predictions))
         if from_sidecar:
             result["classes_from"] = "metrics.json"
         if as_json:
@@ -93,14 +117,27 @@ def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> N
         fmt(result["eopp1"]),
         fmt(result["eopp2"]),
     )
+    ci = result.get("ci")
+    if ci is not None:
+        level = f"{100 * result['bootstrap']['level']:g}% CI"
+        summary.add_row(
+            level,
+            *(fmt_interval(ci[k], percent=True) for k in ("accuracy", "balanced_accuracy")),
+            *(fmt_interval(ci[k]) for k in ("unfairness", "eodd", "eopp1", "eopp2")),
+        )
     wide_console(120).print(summary)
 
     groups = Table(title="per group", show_header=True)
     groups.add_column("group")
     groups.add_column("accuracy", justify="right")
+    if ci is not None:
+        groups.add_column(level, justify="right")
     groups.add_column("count", justify="right")
     for name, group in result["groups"].items():
-        groups.add_row(name, fmt(group["accuracy"], percent=True), str(group["count"]))
+        shown = [fmt(group["accuracy"], percent=True)]
+        if ci is not None:
+            shown.append(fmt_interval(ci["groups"].get(name), percent=True))
+        groups.add_row(name, *shown, str(group["count"]))
     wide_console(120).print(groups)
 
     pairs = Table(title="per pair (mean over classes, one-vs-rest)", show_header=True)
@@ -113,3 +150,28 @@ def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> N
     if "classes" in result:
         note = _CLASSES_FROM.get(result.get("classes_from", "given"), "classes")
         console.print(f"{note}: {', '.join(result['classes'])}", highlight=False, soft_wrap=True)
+    if ci is not None:
+        console.print(bootstrap_note(result["bootstrap"]), highlight=False, soft_wrap=True)
+
+
+def fmt_interval(interval: list[float] | None, *, percent: bool = False) -> str:
+    """``[lo, hi]`` as a table shows it; ``n/a`` when no resample defines the value."""
+    if interval is None:
+        return "n/a"
+    if percent:
+        return f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
+    return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
+def bootstrap_note(info: dict[str, Any]) -> str:
+    """One sentence: how the intervals were made and which resamples were skipped as undefined."""
+    skipped = [f"{key} {count}" for key, count in info["undefined"].items() if key != "groups" and count] + [
+        f"{group} {count}" for group, count in info["undefined"]["groups"].items() if count
+    ]
+    text = (
+        f"intervals: {100 * info['level']:g}% percentile bootstrap over the {info['images']} images "
+        f"({info['resamples']} resamples, seed {info['seed']})"
+    )
+    if skipped:
+        text += "; resamples skipped where the value is undefined (e.g. a group absent): " + ", ".join(skipped)
+    return text + "."
