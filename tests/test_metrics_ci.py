@@ -47,7 +47,8 @@ def test_json_shape(predictions_csv, capsys):
     assert set(data["ci"]["groups"]) == set(data["groups"]) == {"male", "female", "young", "middle", "old"}
     for key in ("accuracy", "balanced_accuracy", "unfairness", "eodd", "eopp1", "eopp2"):
         lo, hi = data["ci"][key]
-        assert lo <= data[key] <= hi, key
+        assert 0 <= lo < hi <= 1, key
+    assert data["ci"]["accuracy"][0] < data["accuracy"] < data["ci"]["accuracy"][1]
     info = data["bootstrap"]
     assert (info["method"], info["level"], info["resamples"], info["seed"], info["images"]) == (
         "percentile",

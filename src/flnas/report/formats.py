@@ -1,8 +1,9 @@
 """Table I in each output format: Markdown, CSV (plain numbers), LaTeX (booktabs) and a rich table.
 
-Cells read ``mean`` or ``mean ± std`` (with repeats); a searched value better than every baseline carries
-the paper's up/down mark (bold green in the terminal, ``$\\uparrow$``/``$\\downarrow$`` in LaTeX, a column of
-its own in the CSV).
+Cells read ``mean`` or ``mean ± std`` (with repeats), followed by ``[lo, hi]``, the 95% bootstrap interval
+over the test images, where the study has one; a searched value better than every baseline carries the
+paper's up/down mark (bold green in the terminal, ``$\\uparrow$``/``$\\downarrow$`` in LaTeX, a column of
+its own in the CSV, which has the interval in ``<metric>_lo``/``<metric>_hi`` columns).
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from typing import Any
 
 from flnas.report.table import UP, Column, ReportTable, Row
 
-__all__ = ["cell_text", "format_number", "tex_escape", "to_csv", "to_latex", "to_markdown", "to_rich"]
+__all__ = [
+    "cell_text",
+    "format_number",
+    "interval_text",
+    "tex_escape",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+    "to_rich",
+]
 
 
 def format_number(value: float | None, style: str) -> str:
@@ -38,12 +48,22 @@ def format_std(value: float, style: str) -> str:
     return format_number(value, style)
 
 
-def cell_text(row: Row, col: Column, *, mark: bool = True) -> str:
-    """The cell as plain text: optional mark, mean, and ``± std`` when there were repeats."""
+def interval_text(row: Row, col: Column) -> str:
+    """``[lo, hi]`` of the cell's bootstrap interval (percent cells in percentage points), or ""."""
+    interval = row.values[col.key].interval
+    if interval is None:
+        return ""
+    return f"[{format_std(interval[0], col.style)}, {format_std(interval[1], col.style)}]"
+
+
+def cell_text(row: Row, col: Column, *, mark: bool = True, interval: bool = True) -> str:
+    """The cell as plain text: optional mark, mean, ``± std`` when there were repeats, ``[lo, hi]``."""
     stat = row.values[col.key]
     text = format_number(stat.mean, col.style)
     if stat.std is not None and col.style != "int":
         text += f" ± {format_std(stat.std, col.style)}"
+    if interval and stat.interval is not None:
+        text += f" {interval_text(row, col)}"
     if mark and col.key in row.marks:
         text = row.marks[col.key] + text
     return text
@@ -62,14 +82,17 @@ def to_markdown(table: ReportTable) -> str:
 
 
 def to_csv(table: ReportTable) -> str:
-    """Plain numbers (not formatted), one std column per metric when there were repeats, and the marks."""
+    """Plain numbers (not formatted): a std column per metric with repeats, lo/hi columns, and the marks."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     header = ["group", "dnn", "trial", "designer", "runs"]
+    with_ci = _interval_columns(table)
     for col in table.columns:
         header.append(col.key)
         if table.repeats:
             header.append(f"{col.key}_std")
+        if col.key in with_ci:
+            header += [f"{col.key}_lo", f"{col.key}_hi"]
     writer.writerow(header + ["marks"])
     for row in table.rows:
         line: list[Any] = [
@@ -84,9 +107,16 @@ def to_csv(table: ReportTable) -> str:
             line.append("" if stat.mean is None else repr(stat.mean))
             if table.repeats:
                 line.append("" if stat.std is None else repr(stat.std))
+            if col.key in with_ci:
+                line += ["", ""] if stat.interval is None else [repr(v) for v in stat.interval]
         line.append(";".join(f"{key}{mark}" for key, mark in row.marks.items()))
         writer.writerow(line)
     return buf.getvalue()
+
+
+def _interval_columns(table: ReportTable) -> set[str]:
+    """Keys of the columns in which at least one row has an interval."""
+    return {key for row in table.rows for key, stat in row.values.items() if stat.interval is not None}
 
 
 _TEX_ESCAPES = {
@@ -150,6 +180,7 @@ SHORT_HEADERS = {
 
 def to_rich(table: ReportTable) -> Any:
     """A rich Table for the terminal: short headers (full ones in the caption), marked cells in bold green."""
+    from rich.markup import escape
     from rich.table import Table
 
     latency = table.headers["latency_s"].removeprefix("Latency (s, ").removesuffix(")")
@@ -164,8 +195,11 @@ def to_rich(table: ReportTable) -> Any:
     for i, row in enumerate(table.rows):
         cells = [row.label]
         for col in table.columns:
-            text = cell_text(row, col)
-            cells.append(f"[bold green]{text}[/]" if col.key in row.marks else text)
+            text = escape(cell_text(row, col, interval=False))
+            text = f"[bold green]{text}[/]" if col.key in row.marks else text
+            if row.values[col.key].interval is not None:
+                text += f"\n[dim]{escape(interval_text(row, col))}[/]"
+            cells.append(text)
         last_of_group = i + 1 < len(table.rows) and table.rows[i + 1].group != row.group
         out.add_row(*cells, end_section=last_of_group)
     return out

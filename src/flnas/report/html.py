@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-from flnas.report.formats import cell_text
+from flnas.report.formats import cell_text, interval_text
 from flnas.report.plots import CAPTIONS
 from flnas.report.table import ReportTable
 
@@ -17,6 +17,7 @@ th { border-bottom: 2px solid #222; }
 td.name, th.name { text-align: left; }
 tr.group-start td { border-top: 2px solid #222; }
 td.mark { font-weight: bold; color: #0a6b2a; }
+.ci { display: block; font-size: 0.8em; font-weight: normal; color: #666; white-space: nowrap; }
 figure { margin: 1.5em 0; }
 figcaption { font-size: 0.85em; color: #555; max-width: 50em; }
 .notes li { margin: 0.2em 0; }
@@ -24,7 +25,8 @@ figcaption { font-size: 0.85em; color: #555; max-width: 50em; }
 
 
 def to_html(table: ReportTable, plots: dict[str, bytes], *, title: str | None = None) -> str:
-    """The report page; marked cells are bold (class ``mark``) and keep the paper's arrow."""
+    """The report page; marked cells are bold (class ``mark``) and keep the paper's arrow; intervals under
+    the values (class ``ci``)."""
     esc = html.escape
     title = title or f"flnas report: study {table.study_name}"
     head = "".join(f'<th class="name">{esc(h)}</th>' for h in ("Group", "DNN"))
@@ -37,7 +39,9 @@ def to_html(table: ReportTable, plots: dict[str, bytes], *, title: str | None = 
         cells = [f'<td class="name">{esc(row.group)}</td>', f'<td class="name">{esc(row.label)}</td>']
         for col in table.columns:
             mark = ' class="mark"' if col.key in row.marks else ""
-            cells.append(f"<td{mark}>{esc(cell_text(row, col))}</td>")
+            ci = interval_text(row, col)
+            ci_html = f'<span class="ci">{esc(ci)}</span>' if ci else ""
+            cells.append(f"<td{mark}>{esc(cell_text(row, col, interval=False))}{ci_html}</td>")
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     figures = []
     for name, png in plots.items():

@@ -6,9 +6,12 @@ study's selection rule, reported on the test split. The first accuracy column is
 record (balanced accuracy, or plain accuracy for the paper's preset and older studies); the other one is
 shown unmarked. A searched value is marked (the paper's up/down arrows) where it is better than every
 non-degenerate baseline's value in that column: higher for the accuracy of record, lower for everything
-else. A degenerate baseline (its validation predictions are essentially one class, see
-:mod:`flnas.study.degenerate`) is shown, flagged "(degenerate)", and never counts for a mark. With repeats
-in the study each cell is the mean +/- sample std over the original run and its re-runs with other seeds.
+else; in a column measured on the test images (accuracy, balanced accuracy, Unfairness, EODD, EOPP1, EOPP2)
+it must also pass the paired bootstrap of :mod:`flnas.report.significance` against each such baseline.
+Those cells carry the evaluator's 95% bootstrap interval. A degenerate baseline (its validation predictions
+are essentially one class, see :mod:`flnas.study.degenerate`) is shown, flagged "(degenerate)", and never
+counts for a mark. With repeats in the study each cell is the mean +/- sample std over the original run and
+its re-runs with other seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flnas.designers.base import Candidate
 from flnas.errors import StudyError
 from flnas.report.baselines import baseline_label, load_kind, load_records
+from flnas.report.significance import RESAMPLED, PairedTests, study_seed
 
 if TYPE_CHECKING:
     import optuna
@@ -76,6 +80,7 @@ class Stat:
     mean: float | None
     std: float | None = None
     n: int = 0
+    interval: list[float] | None = None  # [lo, hi]: the original run's 95% bootstrap interval over images
 
 
 @dataclass
@@ -112,6 +117,7 @@ class ReportTable:
     baselines: list[Candidate]  # every baseline candidate
     notes: list[str] = field(default_factory=list)
     repeats: int = 0  # the largest number of runs behind a cell, minus one
+    tests: PairedTests = field(default_factory=PairedTests)  # the paired tests behind the marks
 
     @property
     def baseline_rows(self) -> list[Row]:
@@ -233,10 +239,13 @@ def build_table(
             f"study {study.study_name!r} has no successful baseline or search candidate to report"
         )
 
+    tests = PairedTests(split=split, seed=study_seed(setup))
     for row in rows:
         row.runs = [row.candidate.metrics or {}] + repeats.get(row.candidate.number, [])
         row.values = {col.key: _stat([metric_value(m, col.path, split) for m in row.runs]) for col in COLUMNS}
-    _mark(rows, columns)
+        for key in RESAMPLED & row.values.keys():
+            row.values[key].interval = tests.interval(row.candidate, key)
+    _mark(rows, columns, tests)
     table = ReportTable(
         study_name=study.study_name,
         setup=setup,
@@ -248,25 +257,37 @@ def build_table(
         search=search,
         baselines=baselines,
         repeats=max(len(row.runs) for row in rows) - 1,
+        tests=tests,
     )
     return table
 
 
-def _mark(rows: list[Row], columns: list[Column]) -> None:
+def _mark(rows: list[Row], columns: list[Column], tests: PairedTests) -> None:
     """Mark a searched cell that beats every non-degenerate baseline (FaHaNa included) in a marked column."""
     base = [row for row in rows if not row.searched and not row.degenerate]
     for col in (c for c in columns if c.marked):
-        others = [row.values[col.key].mean for row in base if row.values[col.key].mean is not None]
+        others = [row for row in base if row.values[col.key].mean is not None]
         if not others:
             continue
         for row in rows:
-            value = row.values[col.key].mean
-            if not row.searched or value is None:
-                continue
-            if col.higher_better and value > max(others):
-                row.marks[col.key] = UP
-            elif not col.higher_better and value < min(others):
-                row.marks[col.key] = DOWN
+            if row.searched and all(beats(row, other, col, tests) for other in others):
+                row.marks[col.key] = UP if col.higher_better else DOWN
+
+
+def beats(row: Row, other: Row, col: Column, tests: PairedTests) -> bool:
+    """Whether ``row`` is better than ``other`` in ``col`` (the rule behind a mark).
+
+    Its value (the mean over runs) must be better; in a column measured on the test images, the paired
+    bootstrap of the two original runs' predictions must also put the difference wholly on the better side
+    of 0 (no stored predictions: no test, no mark).
+    """
+    a, b = row.values[col.key].mean, other.values[col.key].mean
+    if a is None or b is None or not (a > b if col.higher_better else a < b):
+        return False
+    if col.key not in RESAMPLED:
+        return True
+    labels = (row.label, other.label)
+    return tests.better(row.candidate, other.candidate, col.key, higher_better=col.higher_better, labels=labels)
 
 
 def _headers(rows: list[Row]) -> dict[str, str]:
@@ -368,10 +389,20 @@ def run_notes(
         f"Accuracy of record: {record} (the study's --accuracy; it is the first accuracy column, the one "
         "the search optimised and selection compared); the other accuracy column is shown unmarked."
     )
+    tests = table.tests
     notes.append(
         f"{UP}/{DOWN}: a searched model better than every non-degenerate baseline in that column (higher "
-        "accuracy of record, lower everything else); n/a: undefined for this run, never 0."
+        "accuracy of record, lower everything else); in the accuracy, Unfairness, EODD, EOPP1 and EOPP2 "
+        f"columns only where the paired bootstrap ({tests.resamples:,} resamples of the {table.split} images, "
+        f"seed {tests.seed}) puts the {100 * tests.level:g}% interval of the difference to each such baseline "
+        "wholly on the better side of 0; n/a: undefined for this run, never 0."
     )
+    shown = [row.values[key] for row in table.rows for key in RESAMPLED if key in row.values]
+    if any(stat.interval is not None for stat in shown):
+        notes.append(
+            f"[lo, hi]: the {100 * tests.level:g}% percentile-bootstrap interval over the {table.split} images "
+            "of the original run (resampled values left undefined, e.g. by an absent group, are skipped)."
+        )
     if table.repeats:
         notes.append(
             f"Cells are mean ± sample std over up to {table.repeats + 1} runs (the original seed and "
@@ -386,6 +417,8 @@ def run_notes(
         for row in table.rows
         if row.degenerate
     ]
+    percent = frozenset(col.key for col in table.columns if col.style == "percent")
+    notes += tests.notes(table.headers, percent)
     notes += [row_source(row) for row in table.rows]
     table.notes = notes
     return notes
