@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, print_data_warnings, print_json, wide_console
+from flnas.cli.metrics import fmt_interval
 
 
 def _read_spec(path: Path) -> Any:
@@ -38,6 +39,14 @@ def _split_table(metrics: dict[str, Any]) -> Any:
             fmt(part.get("eopp1")),
             fmt(part.get("eopp2")),
         )
+    ci = (metrics.get("test") or {}).get("ci")
+    if ci:  # the evaluator's bootstrap interval over the test images
+        table.add_row(
+            "test 95% CI",
+            "",
+            *(fmt_interval(ci.get(k), percent=True) for k in ("accuracy", "balanced_accuracy")),
+            *(fmt_interval(ci.get(k)) for k in ("unfairness", "eodd", "eopp1", "eopp2")),
+        )
     return table
 
 
@@ -59,6 +68,9 @@ def _group_table(metrics: dict[str, Any]) -> Any:
                 f"{fmt(info.get('accuracy'), percent=True)} ({info.get('count', 0)})" if info else "n/a (0)"
             )
         table.add_row(split, *cells)
+    ci = ((metrics.get("test") or {}).get("ci") or {}).get("groups")
+    if ci:
+        table.add_row("test 95% CI", *(fmt_interval(ci.get(g), percent=True) if g in ci else "n/a" for g in GROUPS))
     return table
 
 
