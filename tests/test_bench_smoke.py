@@ -133,3 +133,10 @@ def test_hypervolume_matches_grid():
     assert sq.evals_to_reach([0.1, 0.2, 0.3], 0.2) == 2 and sq.evals_to_reach([0.1], 0.2) is None
     assert sq.median_reach([3, None, 5]) == 5  # never counts as more than N
     assert sq.median_reach([3, None, None]) is None and sq.median_reach([2, 4]) == 3
+
+
+def test_bootstrap_quick(capsys):
+    out = _run("bootstrap", ["--quick"], capsys)
+    assert out["images"] == 200 and out["resamples"] == 100
+    assert out["max_abs_difference"] < 1e-9  # the fast path and the direct loop agree
+    assert set(out["group_interval_width"]) == {"male", "female", "young", "middle", "old"}
