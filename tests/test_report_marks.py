@@ -163,3 +163,15 @@ def test_lower_is_better_metrics_are_marked_down_when_the_interval_is_below_zero
     study = make_study({"resnet18": scored(predictions(160), params=1000)}, {"s": scored(Y_TRUE.copy(), params=1)})
     s1 = rows(build_table(study, top=1))["Search-1"]
     assert s1.marks["unfairness"] == DOWN and s1.marks["eopp1"] == DOWN and s1.marks["accuracy"] == UP
+
+
+def test_group_plot_error_bars_come_from_the_intervals():
+    from flnas.report.plots import group_accuracy_png, group_errors
+
+    assert group_errors([0.5, None, 0.8], [[0.4, 0.7], [0.1, 0.2], None]) == [
+        pytest.approx([0.1, 0.0, 0.0]),
+        pytest.approx([0.2, 0.0, 0.0]),
+    ]
+    assert group_errors([0.5], [None]) is None
+    study = make_study({"resnet18": scored(predictions(220), params=1)}, {"s": scored(predictions(300), params=1)})
+    assert group_accuracy_png(build_table(study, top=1)).startswith(b"\x89PNG")

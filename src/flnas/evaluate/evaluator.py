@@ -173,10 +173,10 @@ class Evaluator:
         try:
             val_metrics, _ = self._split_metrics(model, val)
             test_metrics, test_pred = self._split_metrics(model, self.data.splits["test"])
+            test_metrics.update(self._intervals(self.data.splits["test"], test_pred))
         except Exception as exc:
             kind, reason = self._classify(exc, "evaluation")
             return self._failed(metrics, kind, reason, spec=spec, model=model)
-        test_metrics.update(self._intervals(self.data.splits["test"], test_pred))
         metrics["val"], metrics["test"] = val_metrics, test_metrics
         predictions = self.predictions_frame(self.data.splits["test"], test_pred)
 

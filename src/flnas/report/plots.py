@@ -20,7 +20,8 @@ CAPTIONS = {
     "(marker area by # of params; line: the Pareto front of the searched models; stars: baselines).",
     "best_so_far": "The selected best so far (validation accuracy and unfairness) against the iteration, "
     "per designer.",
-    "group_accuracy": "Per-group test accuracy of Search-1 against the best baseline (chosen on validation).",
+    "group_accuracy": "Per-group test accuracy of Search-1 against the best baseline (chosen on validation); "
+    "error bars: 95% bootstrap intervals over the test images (wide for small groups).",
 }
 
 
@@ -176,13 +177,36 @@ def group_accuracy_png(table: ReportTable) -> bytes:
         data = ((row.candidate.metrics or {}).get(table.split) or {}).get("groups") or {}
         heights = [((data.get(g) or {}).get("accuracy")) for g in groups]
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(groups))]
-        ax.bar(xs, [math.nan if h is None else h for h in heights], width=width, label=row.label)
+        ci = (((row.candidate.metrics or {}).get(table.split) or {}).get("ci") or {}).get("groups") or {}
+        errors = group_errors(heights, [ci.get(g) for g in groups])
+        ax.bar(
+            xs,
+            [math.nan if h is None else h for h in heights],
+            width=width,
+            label=row.label,
+            yerr=errors,
+            capsize=3 if errors is not None else 0,
+        )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(f"Accuracy ({table.split})")
     ax.set_ylim(0, 1)
     ax.set_title(f"Per-group accuracy ({table.split} split)")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def group_errors(
+    heights: list[float | None], intervals: list[list[float] | None]
+) -> list[list[float]] | None:
+    """Matplotlib ``yerr`` (below, above) from each bar's [lo, hi]; 0 where unknown; None if none is known."""
+    if not any(iv is not None and h is not None for h, iv in zip(heights, intervals, strict=True)):
+        return None
+    below, above = [], []
+    for h, iv in zip(heights, intervals, strict=True):
+        known = h is not None and iv is not None
+        below.append(max(0.0, h - iv[0]) if known else 0.0)  # type: ignore[operator,index]
+        above.append(max(0.0, iv[1] - h) if known else 0.0)  # type: ignore[operator,index]
+    return [below, above]
 
 
 def render_plots(table: ReportTable, out_dir: Path | None = None) -> dict[str, bytes]:

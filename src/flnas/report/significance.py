@@ -56,7 +56,9 @@ class PairedTests:
     seed: int = DEFAULT_SEED
     level: float = DEFAULT_LEVEL
     comparisons: list[Comparison] = field(default_factory=list)
-    _boots: dict[int, tuple[StoredPredictions | None, Bootstrap | None]] = field(default_factory=dict)
+    _boots: dict[int, tuple[StoredPredictions | None, Bootstrap | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def _bootstrap(self, candidate: Candidate) -> tuple[StoredPredictions | None, Bootstrap | None]:
         key = candidate.number
