@@ -10,13 +10,11 @@ from flnas.report import build_table, run_notes, to_markdown
 from flnas.report.table import UP
 from flnas.study.setup import accuracy_from_setup, resolve_setup, setup_conflicts
 from flnas.study.storage import get_setup, open_study, set_setup
-from test_report import SETUP, add_baseline, add_search, memory_study, metrics
+from test_report import SETUP, add_baseline, add_search, memory_study
 
 
 def resolve(study, **kw):
-    args = dict(
-        data=None, subset=None, seed=None, image_size=16, cache_dir=None, env=None, choices_path=None, train={}
-    )
+    args = dict(data=None, subset=None, seed=None, image_size=16, cache_dir=None, env=None, choices_path=None, train={})
     args.update(kw)
     return resolve_setup(study, defaults={}, **args)
 
@@ -62,17 +60,36 @@ def test_an_unknown_accuracy_is_one_sentence(tmp_path, capsys):
     assert "Traceback" not in err and not (tmp_path / "s.db").exists()
 
 
+def scored(y_true, y_pred, sex, age, params):
+    """Metrics as the evaluator records them: test metrics with intervals and the packed test predictions."""
+    from flnas.evaluate.bootstrap import bootstrap
+    from flnas.evaluate.stored import pack_predictions
+
+    boot = bootstrap(y_true, y_pred, classes=8, sex=sex, age_group=age, seed=SETUP["train"]["seed"])
+    split = {**boot.point, **boot.to_json()}
+    split["predictions"] = pack_predictions(y_true, y_pred, num_classes=8, sex=sex, age_group=age)
+    return {"params": params, "dataset": {"classes": SETUP["classes"]}, "val": split, "test": split}
+
+
 def table_study(accuracy):
+    """400 images, 70% of class 1: a one-class baseline (best plain accuracy, zero EODD), a baseline right on
+    men and wrong on women (large EODD), and a searched model right on about 2 images in 3 for everyone."""
+    import numpy as np
+
     study = memory_study()
     set_setup(study, {**SETUP, "accuracy": accuracy})
-    # a one-class baseline: the best plain accuracy (0.80) and balanced accuracy at chance
-    one_class = metrics(0.80, 0.00, 1_000_000)
-    for part in ("val", "test"):
-        one_class[part]["balanced_accuracy"] = 0.125
-        one_class[part]["class_counts"] = {"true": [10] * 8, "predicted": [0, 80, 0, 0, 0, 0, 0, 0]}
-    add_baseline(study, "resnet18", one_class)
-    add_baseline(study, "resnet34", metrics(0.60, 0.08, 2_000_000))  # balanced 0.55
-    add_search(study, 1, "heuristic", metrics(0.70, 0.05, 10_000))  # balanced 0.65
+    n = 400
+    y_true = np.ones(n, dtype=int)
+    minority = np.arange(n) % 10 >= 7
+    y_true[minority] = np.resize([0, 2, 3, 4, 5, 6, 7], minority.sum())
+    sex = np.array(["male", "female"] * (n // 2), dtype=object)
+    age = np.resize(np.array(["young", "middle", "old"], dtype=object), n)
+    wrong = (y_true + 1) % 8
+    add_baseline(study, "resnet18", scored(y_true, np.ones(n, dtype=int), sex, age, 1_000_000))  # one class
+    biased = np.where(sex == "male", y_true, wrong)
+    add_baseline(study, "resnet34", scored(y_true, biased, sex, age, 2_000_000))
+    fair = np.where(np.random.default_rng(0).random(n) < 0.66, y_true, wrong)
+    add_search(study, 1, "heuristic", scored(y_true, fair, sex, age, 10_000))
     return study
 
 
@@ -85,13 +102,17 @@ def test_table_balanced_first_and_marked_degenerate_baseline_flagged_and_not_com
     assert [c.marked for c in table.columns[:2]] == [True, False]
     labels = [row.label for row in table.rows]
     assert labels == ["ResNet-18 (degenerate)", "ResNet-34", "Search-1"]
+    values = {row.label: {k: v.mean for k, v in row.values.items()} for row in table.rows}
+    assert values["ResNet-18 (degenerate)"]["accuracy"] == pytest.approx(0.70)
+    assert values["ResNet-18 (degenerate)"]["eodd"] == 0.0  # constant: perfectly "fair"
     search = table.rows[-1]
-    # 0.65 > 0.55 (ResNet-34); the degenerate ResNet-18 (0.80 plain, unfairness 0) sets no bar
+    assert values["Search-1"]["accuracy"] < 0.70 and values["Search-1"]["eodd"] < values["ResNet-34"]["eodd"]
+    # the degenerate ResNet-18 (best plain accuracy, EODD 0) sets no bar; the paired test against ResNet-34 passes
     assert search.marks.get("balanced_accuracy") == UP and "accuracy" not in search.marks
-    assert search.marks.get("unfairness") is not None  # 0.05 < 0.08: only ResNet-34 counts
+    assert search.marks.get("eodd") is not None
     notes = run_notes(table)
     assert any("Accuracy of record: balanced accuracy" in n for n in notes)
-    assert any(n.startswith("ResNet-18 (degenerate): ") and "predicted as class 1" in n for n in notes)
+    assert any(n.startswith("ResNet-18 (degenerate): ") and "no better than chance" in n for n in notes)
     assert "| Baseline | ResNet-18 (degenerate) |" in to_markdown(table)
 
 
@@ -100,7 +121,7 @@ def test_table_plain_preset_keeps_accuracy_first():
     assert [c.key for c in table.columns[:2]] == ["accuracy", "balanced_accuracy"]
     assert [c.marked for c in table.columns[:2]] == [True, False]
     search = table.rows[-1]
-    assert search.marks.get("accuracy") == UP  # 0.70 > 0.60: the degenerate 0.80 is not compared
+    assert search.marks.get("accuracy") == UP  # better than ResNet-34: the degenerate 0.70 is not compared
     assert "balanced_accuracy" not in search.marks
 
 
