@@ -10,6 +10,7 @@ import torch
 torch.set_num_threads(1)
 
 from llm_server import llm_server  # noqa: E402,F401  (the fake chat-completions server fixture)
+from postgres_server import postgres_server, postgres_url  # noqa: E402,F401  (a throw-away PostgreSQL)
 
 ISIC_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2019_subset"
 

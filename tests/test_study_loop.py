@@ -10,7 +10,6 @@ import pytest
 from optuna.trial import TrialState
 
 from flnas.designers.base import DesignContext, Designer, Proposal
-from flnas.errors import StudyError
 from flnas.space import example_spec, load_choices, spec_key
 from flnas.study.history import INTERRUPTED, load_candidates
 from flnas.study.loop import run_search
@@ -219,7 +218,7 @@ def test_several_candidates_per_iteration(study):
     assert result.evaluated == 4 and result.passes == 2
 
 
-def test_running_trial_is_marked_interrupted_and_its_iteration_runs_again(study):
+def test_running_trial_is_marked_interrupted_and_its_spec_is_trained_again(study):
     search(study, Scripted([spec_with(16)]), FakeEvaluator(), iters=1)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -231,32 +230,61 @@ def test_running_trial_is_marked_interrupted_and_its_iteration_runs_again(study)
         "designer": "scripted",
         "status": "running",
         "spec": spec_with(32),
-        "record": {"owner": {"host": _host(), "pid": int(dead.stdout)}},
+        "record": {"owner": {"host": _host(), "pid": int(dead.stdout)}, "prompt": "the prompt"},
     }.items():
         trial.set_user_attr(key, value)
     ev = FakeEvaluator()
-    result = search(study, Scripted([spec_with(32), spec_with(64)]), ev, iters=3)
+    designer = Scripted([spec_with(64)])
+    result = search(study, designer, ev, iters=3)
     assert result.interrupted == [1]
     cands = load_candidates(study)
     assert (cands[1].status, cands[1].reason) == ("failed", INTERRUPTED)
     assert [(c.number, c.iteration, c.status) for c in cands[2:]] == [(2, 2, "ok"), (3, 3, "ok")]
-    assert len(ev.calls) == 2  # the interrupted spec is trained again, trial #0 is not
+    assert ev.calls == [spec_with(32), spec_with(64)]  # the interrupted spec is trained again, trial #0 is not
+    assert [c.iteration for c in designer.contexts] == [3]  # iteration 2 was not designed a second time
+    rerun = study.get_trials()[2].user_attrs["record"]
+    assert (rerun["rerun_of"], rerun["reruns"], rerun["prompt"]) == (1, 1, "the prompt")
     assert result.evaluated == 3
 
 
-def test_resume_refuses_while_the_evaluating_process_is_alive(study):
+def test_an_interrupted_spec_is_rerun_at_most_twice_then_its_iteration_is_designed_again(study):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = {"host": _host(), "pid": int(dead.stdout)}
+    for reruns in range(3):  # the original and two reruns, each killed
+        trial = study.ask()
+        record = {"owner": owner, **({"rerun_of": trial.number - 1, "reruns": reruns} if reruns else {})}
+        for key, value in {"kind": "search", "iteration": 1, "designer": "scripted", "status": "running",
+                           "spec": spec_with(32), "record": record}.items():
+            trial.set_user_attr(key, value)
+    ev = FakeEvaluator()
+    result = search(study, Scripted([spec_with(64)]), ev, iters=1)
+    assert result.interrupted == [0, 1, 2] and ev.calls == [spec_with(64)] and result.evaluated == 1
+
+
+def test_a_live_workers_trial_is_waited_for_and_rerun_when_its_process_dies(study):
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "flnas"])
     try:
         trial = study.ask()
-        trial.set_user_attr("kind", "search")
-        trial.set_user_attr("record", {"owner": {"host": _host(), "pid": live.pid}})
-        with pytest.raises(StudyError, match="being evaluated by a running process"):
-            search(study, Scripted([]), FakeEvaluator(), iters=1)
+        for key, value in {"kind": "search", "iteration": 1, "designer": "scripted", "status": "running",
+                           "spec": spec_with(32), "record": {"owner": {"host": _host(), "pid": live.pid}}}.items():
+            trial.set_user_attr(key, value)
+        ev, seen = FakeEvaluator(), {}
+
+        def log(message):
+            if message.startswith("waiting for trial(s) #0") and not seen:
+                # iteration 1 is held by the live worker: this one designed and trained iteration 2 only
+                seen["calls"], seen["state"] = list(ev.calls), study.get_trials()[0].state
+                live.kill()
+                live.wait()
+
+        result = run_search(study, designer=Scripted([spec_with(64)]), evaluator=ev, task=TASK,
+                            choices=load_choices(None), iters=2, log=log, poll=0.05)
     finally:
         live.kill()
         live.wait()
-    search(study, Scripted([spec_with(16)]), FakeEvaluator(), iters=1)  # dead now: marked and resumed
-    assert load_candidates(study)[0].reason == INTERRUPTED
+    assert seen == {"calls": [spec_with(64)], "state": TrialState.RUNNING}
+    assert ev.calls == [spec_with(64), spec_with(32)] and result.interrupted == [0] and result.evaluated == 2
+    assert [(c.iteration, c.status) for c in load_candidates(study)] == [(1, "failed"), (2, "ok"), (1, "ok")]
 
 
 def _host() -> str:

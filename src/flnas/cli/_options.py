@@ -90,6 +90,21 @@ Accuracy = Annotated[
 Storage = Annotated[
     str | None, typer.Option("--storage", help="SQLAlchemy URL or SQLite file (default ./flnas.db).")
 ]
+HeartbeatInterval = Annotated[
+    int,
+    typer.Option(
+        "--heartbeat-interval",
+        help="Seconds between a worker's heartbeats on its running trial (workers: docs/search.md).",
+    ),
+]
+GracePeriod = Annotated[
+    int,
+    typer.Option(
+        "--grace-period",
+        help="Seconds without a heartbeat after which another worker takes a trial's worker for dead and "
+        "trains its candidate again.",
+    ),
+]
 
 # the LLM designer
 LlmModel = Annotated[str | None, typer.Option("--llm-model", help="Chat model name at the endpoint.")]

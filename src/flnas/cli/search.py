@@ -149,15 +149,28 @@ def _run(
     cache_dir: Path | None,
     train: dict[str, Any],
     designer_options: dict[str, Any],
+    heartbeat_interval: int = 20,
+    grace_period: int = 120,
 ) -> None:
-    """Open or create the study, check the setup, run Algorithm 1, then show and export the result."""
+    """Open or create the study, check the setup, run Algorithm 1, then show and export the result.
+
+    Several of these commands on one study are workers of one search (see :mod:`flnas.study.workers`).
+    """
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator, format_opt_metrics
     from flnas.evaluate.config import TrainConfig
     from flnas.study.loop import run_search
     from flnas.study.selection import check_rule, rank
     from flnas.study.setup import accuracy_from_setup, choices_from_setup, resolve_setup, task_from_setup
-    from flnas.study.storage import DEFAULT_STUDY, get_search_settings, open_study, set_search_settings, storage_url
+    from flnas.study.storage import (
+        DEFAULT_STUDY,
+        get_search_settings,
+        get_setup,
+        open_study,
+        set_search_settings,
+        storage_url,
+    )
+    from flnas.study.workers import Liveness, claim_lock
 
     check_rule(selection, tolerance, accuracy or "balanced")
     if k < 1 or (iters is not None and iters < 1):
@@ -166,20 +179,26 @@ def _run(
     defaults = EMBEDDED if embedded else REAL
     designer = create_designer(designer_name, **designer_options)  # fails fast (e.g. no LLM endpoint)
     study_name = study_name or (DEFAULT_STUDY_EMBEDDED if embedded else DEFAULT_STUDY)
-    study = open_study(study_name, storage)
-    setup, prepared, resumed = resolve_setup(
-        study,
-        data=data,
-        subset=subset,
-        seed=seed,
-        image_size=image_size,
-        cache_dir=cache_dir,
-        env=env,
-        choices_path=choices_path,
-        train=train,
-        defaults={key: v for key, v in defaults.items() if key != "iters"},
-        accuracy=accuracy,
-    )
+    try:
+        liveness = Liveness(heartbeat_interval, grace_period)
+    except ValueError as exc:
+        raise FlnasError(f"--heartbeat-interval/--grace-period: {exc}") from exc
+    study = open_study(study_name, storage, liveness=liveness)
+    # workers started together on a new study: the first writes the setup, the others then read it
+    with claim_lock(study) if get_setup(study) is None else contextlib.nullcontext():
+        setup, prepared, resumed = resolve_setup(
+            study,
+            data=data,
+            subset=subset,
+            seed=seed,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            env=env,
+            choices_path=choices_path,
+            train=train,
+            defaults={key: v for key, v in defaults.items() if key != "iters"},
+            accuracy=accuracy,
+        )
     accuracy = accuracy_from_setup(setup)
     what = "resuming study" if resumed else "new study"
     used = ": its stored setup is used" if resumed else ""
@@ -348,8 +367,13 @@ def register(app: typer.Typer) -> None:
         llm_timeout: opt.LlmTimeout = None,
         llm_max_retries: opt.LlmMaxRetries = None,
         prompt_template: opt.PromptTemplate = None,
+        heartbeat_interval: opt.HeartbeatInterval = 20,
+        grace_period: opt.GracePeriod = 120,
     ) -> None:
         """Run (or resume) the FL-NAS search and export the chosen OptDNN.
+
+        Several of these commands with the same arguments and --storage (on one machine or many) are
+        workers of one search: together they evaluate iters x candidates, none twice (docs/search.md).
 
         Exit status: 0 when IterMax candidates were evaluated; 1 when the run stopped early (its designer
         calls ran out, e.g. the LLM endpoint kept failing; run it again to continue) or no candidate could
@@ -406,6 +430,8 @@ def register(app: typer.Typer) -> None:
                     "seed": seed,
                 },
             ),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
         )
 
     @app.command("prompt")

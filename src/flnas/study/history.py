@@ -7,27 +7,32 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from flnas.designers.base import Candidate
-from flnas.errors import StudyError
+from flnas.study.degenerate import DEGENERATE
 
 INTERRUPTED = "interrupted (process died during evaluation)"
+STALE = "interrupted (its worker sent no heartbeat for the grace period)"
 
 
 def candidate_from_trial(trial: FrozenTrial) -> Candidate:
     """One trial as a Candidate; a trial still RUNNING has status "running"."""
     attrs = trial.user_attrs
+    reason = attrs.get("reason")
     if trial.state == TrialState.RUNNING:
         status = "running"
     elif trial.state == TrialState.COMPLETE:
         status = attrs.get("status", "ok")
     else:
         status = attrs.get("status") or "failed"
-        if status in ("ok", "running"):  # finished as FAIL without its attrs updated (e.g. killed)
+        if status == "running":  # failed by another worker (no heartbeat): its own worker never finished it
+            status, reason = "failed", attrs.get("reason") or STALE
+        elif status == "ok":  # finished as FAIL without its attrs updated (e.g. killed)
             status = "failed"
     return Candidate(
         number=trial.number,
@@ -36,7 +41,7 @@ def candidate_from_trial(trial: FrozenTrial) -> Candidate:
         spec=attrs.get("spec"),
         status=status,
         metrics=attrs.get("metrics"),
-        reason=attrs.get("reason"),
+        reason=reason,
         baseline=attrs.get("baseline"),
     )
 
@@ -51,45 +56,102 @@ def load_candidates(study: optuna.Study, *, kind: str | None = "search") -> list
     ]
 
 
+def is_evaluated(candidate: Candidate) -> bool:
+    """Counts towards IterMax: trained to the end (ok or degenerate) or failed while training (not interrupted)."""
+    if candidate.status in ("ok", DEGENERATE):
+        return True
+    return candidate.status == "failed" and not (candidate.reason or "").startswith("interrupted")
+
+
+def evaluated_keys(history: list[Candidate]) -> dict[str, int]:
+    """spec_key -> trial number of every evaluated spec (what must not be trained again)."""
+    from flnas.space import spec_key
+
+    out: dict[str, int] = {}
+    for c in history:
+        if c.spec is not None and is_evaluated(c):
+            out.setdefault(spec_key(c.spec), c.number)
+    return out
+
+
+def taken_keys(history: list[Candidate], *, but: int | None = None) -> dict[str, int]:
+    """spec_key -> trial number of every evaluated spec and every spec being trained (except trial ``but``)."""
+    from flnas.space import spec_key
+
+    out = evaluated_keys(history)
+    for c in history:
+        if c.spec is not None and c.status == "running" and c.number != but:
+            out.setdefault(spec_key(c.spec), c.number)
+    return out
+
+
+def open_slot(history: list[Candidate], *, iters: int, k: int) -> tuple[int, int] | None:
+    """(iteration, slots to claim) for the first iteration whose k slots are not all held, or None.
+
+    A slot is held by an evaluated candidate or by a trial being designed or trained (by any worker).
+    """
+    held = Counter(c.iteration for c in history if is_evaluated(c) or c.status == "running")
+    for iteration in range(1, iters + 1):
+        if held[iteration] < k:
+            return iteration, k - held[iteration]
+    return None
+
+
 def trial_record(study: optuna.Study, number: int) -> dict[str, Any]:
     """The ``record`` user attribute of a trial (prompt, reply, attempts, usage, timings)."""
     return dict(study.get_trials(deepcopy=False)[number].user_attrs.get("record") or {})
 
 
+def host() -> str:
+    """This machine's name in trial owners: ``FLNAS_HOST`` if set (machines sharing a host name), else the host name."""
+    return os.environ.get("FLNAS_HOST") or socket.gethostname()
+
+
 def owner() -> dict[str, Any]:
     """Who is evaluating a trial: stored in its record so a resumed search can tell a dead process."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return {"host": host(), "pid": os.getpid()}
 
 
 def mark_interrupted(study: optuna.Study, *, kind: str = "search") -> list[int]:
-    """Mark trials left RUNNING by a process that died as FAIL ("interrupted"); return their numbers.
+    """Mark trials left RUNNING by a dead process on this machine as FAIL ("interrupted"); return their numbers.
 
-    A trial whose evaluating process is still alive on this machine means another search is running on
-    the same study right now; that is refused with one sentence instead of corrupting it.
+    Only a trial whose owner ran on this host and whose process is gone is marked here, at once. A trial
+    whose process is alive, or that runs on another machine, belongs to another worker of the study: it is
+    left alone, and if that worker dies its trial is failed after the heartbeat grace period
+    (:func:`flnas.study.workers.fail_stale`). A trial with no owner at all (an older flnas) is marked.
     """
     marked: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("kind") != kind:
             continue
-        record = dict(trial.user_attrs.get("record") or {})
-        who = record.get("owner") or {}
-        if alive_elsewhere(who):
-            raise StudyError(
-                f"trial #{trial.number} of study {study.study_name!r} is being evaluated by a running "
-                f"process (pid {who.get('pid')}); wait for it to finish or stop it before resuming"
-            )
+        who = dict(trial.user_attrs.get("record") or {}).get("owner") or {}
+        if who and may_be_alive(who):
+            continue
         live = optuna.trial.Trial(study, trial._trial_id)
-        live.set_user_attr("status", "failed")
-        live.set_user_attr("reason", INTERRUPTED)
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            live.set_user_attr("status", "failed")
+            live.set_user_attr("reason", INTERRUPTED)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker marked it first
+            continue
         marked.append(trial.number)
     return marked
+
+
+def may_be_alive(who: dict[str, Any]) -> bool:
+    """True unless ``who`` (a trial's owner) ran on this host and its process is gone.
+
+    A process on another machine cannot be checked by pid; the study's heartbeats decide for it.
+    """
+    if who.get("host") != host():
+        return True
+    return alive_elsewhere(who)  # this very process has no trial in flight when a search starts
 
 
 def alive_elsewhere(who: dict[str, Any]) -> bool:
     """True when ``who`` is another live flnas process on this host (a dead or reused pid is not)."""
     pid = who.get("pid")
-    if not isinstance(pid, int) or who.get("host") != socket.gethostname() or pid == os.getpid():
+    if not isinstance(pid, int) or who.get("host") != host() or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)

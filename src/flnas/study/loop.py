@@ -33,9 +33,19 @@ import optuna
 
 from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, Selection, TaskInfo
 from flnas.jsonsafe import json_safe
-from flnas.study import recording
+from flnas.study import recording, workers
 from flnas.study.degenerate import DEGENERATE, degenerate_reason
-from flnas.study.history import INTERRUPTED, alive_elsewhere, load_candidates, mark_interrupted, owner
+from flnas.study.history import (  # noqa: F401  (is_evaluated, evaluated_keys: public here too)
+    STALE,
+    evaluated_keys,
+    is_evaluated,
+    load_candidates,
+    mark_interrupted,
+    may_be_alive,
+    open_slot,
+    owner,
+    taken_keys,
+)
 from flnas.study.selection import (
     DEFAULT_ACCURACY,
     DEFAULT_RULE,
@@ -65,24 +75,6 @@ class SearchResult:
     files_error: str | None = None  # why the run stopped: a candidate's files could not be written
 
 
-def is_evaluated(candidate: Candidate) -> bool:
-    """Counts towards IterMax: trained to the end (ok or degenerate) or failed while training (not interrupted)."""
-    if candidate.status in ("ok", DEGENERATE):
-        return True
-    return candidate.status == "failed" and not (candidate.reason or "").startswith("interrupted")
-
-
-def evaluated_keys(history: list[Candidate]) -> dict[str, int]:
-    """spec_key -> trial number of every evaluated spec (what must not be trained again)."""
-    from flnas.space import spec_key
-
-    out: dict[str, int] = {}
-    for c in history:
-        if c.spec is not None and is_evaluated(c):
-            out.setdefault(spec_key(c.spec), c.number)
-    return out
-
-
 def next_iteration(history: list[Candidate], *, iters: int, k: int = 1) -> tuple[int, int] | None:
     """(iteration, proposals still needed) for the first unfinished iteration, or None when done."""
     done = Counter(c.iteration for c in history if is_evaluated(c))
@@ -110,6 +102,7 @@ def run_search(
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     on_candidate: Callable[[Candidate, Any], None] | None = None,
     max_passes: int | None = None,
+    poll: float = 2.0,
 ) -> SearchResult:
     """Run (or resume) the search on ``study`` until iterations 1..iters each hold k evaluated candidates.
 
@@ -128,77 +121,142 @@ def run_search(
     result = SearchResult(best=None, candidates=[], evaluated=0, target=iters * k)
     if out_dir is not None:
         recording.check_out_dir(out_dir)
-        recording.recover(study, out_dir, alive=alive_elsewhere, log=log)
-    result.interrupted = mark_interrupted(study)
-    for number in result.interrupted:
-        log(f"trial #{number} was {INTERRUPTED}; its iteration runs again")
-    history = _own_candidates(study, designer.name)
-    unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
-    allowance = max_passes if max_passes is not None else PASSES_PER_ITERATION * max(1, unfinished)
+        recording.recover(study, out_dir, alive=may_be_alive, log=log)
+    heart = workers.Heartbeat(study)
+    try:
+        _search(study, result, heart, designer=designer, evaluator=evaluator, task=task, choices=choices,
+                iters=iters, k=k, selection=selection, seed=seed, out_dir=out_dir, log=log, on_epoch=on_epoch,
+                on_candidate=on_candidate, max_passes=max_passes, poll=poll)
+    finally:
+        heart.close()
+    result.candidates = _own_candidates(study, designer.name)
+    result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
+    result.best = get_best(result.candidates, **selection.as_kwargs())
+    result.usage = dict(designer.usage() or {})
+    return result
 
-    while (todo := next_iteration(history, iters=iters, k=k)) is not None:
-        if result.passes >= allowance:
-            result.stopped = (
-                f"stopped after {result.passes} designer calls in this run without finishing "
-                f"iteration {todo[0]} (invalid proposals do not count); run again to continue"
+
+def _search(
+    study: optuna.Study,
+    result: SearchResult,
+    heart: workers.Heartbeat,
+    *,
+    designer: Designer,
+    evaluator: Any,
+    task: TaskInfo,
+    choices: Any,
+    iters: int,
+    k: int,
+    selection: Selection,
+    seed: int,
+    out_dir: Path | None,
+    log: Callable[[str], None],
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+    on_candidate: Callable[[Candidate, Any], None] | None,
+    max_passes: int | None,
+    poll: float,
+) -> None:
+    """Claim, design, train until every slot of iterations 1..iters is evaluated (by any worker)."""
+    allowance: int | None = max_passes
+    waiting_for: list[int] | None = None
+    while True:
+        with workers.claim_lock(study):
+            for number in _fail_dead(study):
+                result.interrupted.append(number)
+                log(f"trial #{number} was interrupted (its worker stopped); its candidate is trained again")
+            history = _own_candidates(study, designer.name)
+            if allowance is None:
+                unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
+                allowance = PASSES_PER_ITERATION * max(1, unfinished)
+            slot = open_slot(history, iters=iters, k=k)
+            if slot is None:
+                running = [c.number for c in history if c.status == "running" and 1 <= c.iteration <= iters]
+                if not running:
+                    return
+                claims: list[tuple[optuna.trial.Trial, Proposal | None]] = []
+            else:
+                iteration, need = slot
+                reruns = workers.reruns(study, history, iteration, need)
+                if len(reruns) < need and result.passes >= allowance:
+                    result.stopped = (
+                        f"stopped after {result.passes} designer calls in this run without finishing "
+                        f"iteration {iteration} (invalid proposals do not count); run again to continue"
+                    )
+                    log(result.stopped)
+                    return
+                attempt = sum(1 for c in history if c.iteration == iteration)
+                claims = [workers.claim(study, heart, designer.name, iteration, seed, r) for r in reruns]
+                fresh = need - len(reruns)
+                claims += [workers.claim(study, heart, designer.name, iteration, seed) for _ in range(fresh)]
+        if not claims:  # every open slot is held by another worker's trial: wait for it to finish or die
+            if running != waiting_for:
+                log(f"waiting for trial(s) {', '.join(f'#{n}' for n in running)} of other workers")
+                waiting_for = running
+            time.sleep(poll)
+            continue
+        waiting_for = None
+        design = [trial for trial, proposal in claims if proposal is None]
+        design_seconds = 0.0
+        if design:
+            result.passes += 1
+            context = DesignContext(
+                history=[c for c in history if c.status != "running"],
+                best=get_best(history, **selection.as_kwargs()),
+                choices=choices,
+                task=task,
+                iteration=iteration,
+                rng=np.random.default_rng([seed, iteration, attempt]),
+                log=log,
+                selection=selection,
             )
-            log(result.stopped)
-            break
-        iteration, need = todo
-        result.passes += 1
-        attempt = sum(1 for c in history if c.iteration == iteration)
-        context = DesignContext(
-            history=list(history),
-            best=get_best(history, **selection.as_kwargs()),
-            choices=choices,
-            task=task,
-            iteration=iteration,
-            rng=np.random.default_rng([seed, iteration, attempt]),
-            log=log,
-            selection=selection,
-        )
-        log(
-            f"iteration {iteration}/{iters}: {designer.name} designs {need} candidate(s)"
-            + (f" (attempt {attempt + 1})" if attempt else "")
-        )
-        started = time.monotonic()
-        proposals = list(designer.propose(context, need))[:need]
-        design_seconds = (time.monotonic() - started) / max(1, len(proposals))
-        if not proposals:
-            proposals = [Proposal(spec=None, error=f"designer {designer.name!r} returned no proposal")]
-        for proposal in proposals:
+            log(
+                f"iteration {iteration}/{iters}: {designer.name} designs {len(design)} candidate(s)"
+                + (f" (attempt {attempt + 1})" if attempt else "")
+            )
+            started = time.monotonic()
+            try:
+                proposals = list(designer.propose(context, len(design)))[: len(design)]
+            except BaseException:
+                workers.withdraw(study, heart, design, "the designer call was stopped")
+                raise
+            design_seconds = (time.monotonic() - started) / max(1, len(proposals))
+            missing = f"designer {designer.name!r} returned no proposal"
+            proposals += [Proposal(spec=None, error=missing)] * (len(design) - len(proposals))
+            given = iter(proposals)
+            claims = [(trial, proposal or next(given)) for trial, proposal in claims]
+        else:
+            log(f"iteration {iteration}/{iters}: trains again what an interrupted trial was training")
+        for position, (trial, proposal) in enumerate(claims):
+            assert proposal is not None
             candidate, evaluation, files_error = _run_one(
                 study,
+                trial,
                 proposal,
+                heart=heart,
                 designer=designer,
                 evaluator=evaluator,
                 task=task,
                 choices=choices,
                 iteration=iteration,
-                seed=seed,
                 out_dir=out_dir,
                 design_seconds=design_seconds,
-                known=evaluated_keys(history),
-                accuracy=accuracy,
+                accuracy=selection.accuracy,
                 log=log,
                 on_epoch=on_epoch,
             )
-            history.append(candidate)
             result.new.append(candidate.number)
             designer.observe(candidate)
             if on_candidate is not None:
                 on_candidate(candidate, evaluation)
             if files_error is not None:
                 result.stopped = result.files_error = files_error  # the caller reports it
-                break
-        if result.files_error is not None:
-            break
+                workers.withdraw(study, heart, [t for t, _ in claims[position + 1 :]], "the run stopped before it")
+                return
 
-    result.candidates = _own_candidates(study, designer.name)
-    result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
-    result.best = get_best(result.candidates, **selection.as_kwargs())
-    result.usage = dict(designer.usage() or {})
-    return result
+
+def _fail_dead(study: optuna.Study) -> list[int]:
+    """Trials of dead workers, failed now: a gone process on this machine, or no heartbeat for the grace period."""
+    return sorted(set(mark_interrupted(study)) | set(workers.fail_stale(study)))
 
 
 def _own_candidates(study: optuna.Study, designer: str) -> list[Candidate]:
@@ -212,6 +270,38 @@ def _need(history: list[Candidate], iteration: int, k: int) -> int:
 
 def _run_one(
     study: optuna.Study,
+    trial: optuna.trial.Trial,
+    proposal: Proposal,
+    *,
+    heart: workers.Heartbeat,
+    designer: Designer,
+    evaluator: Any,
+    task: TaskInfo,
+    choices: Any,
+    iteration: int,
+    out_dir: Path | None,
+    design_seconds: float,
+    accuracy: str,
+    log: Callable[[str], None],
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+) -> tuple[Candidate, Any, str | None]:
+    """Give a claimed trial its proposal; train it unless it is invalid or tried (or being trained) already.
+
+    Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
+    """
+    try:
+        return _evaluate_claim(
+            study, trial, proposal, designer=designer, evaluator=evaluator, task=task, choices=choices,
+            iteration=iteration, out_dir=out_dir, design_seconds=design_seconds, accuracy=accuracy, log=log,
+            on_epoch=on_epoch,
+        )
+    finally:
+        heart.discard(trial._trial_id)
+
+
+def _evaluate_claim(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
     proposal: Proposal,
     *,
     designer: Designer,
@@ -219,43 +309,31 @@ def _run_one(
     task: TaskInfo,
     choices: Any,
     iteration: int,
-    seed: int,
     out_dir: Path | None,
     design_seconds: float,
-    known: dict[str, int],
     accuracy: str,
     log: Callable[[str], None],
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
 ) -> tuple[Candidate, Any, str | None]:
-    """Record one proposal as a trial; train it unless it is invalid or already tried.
-
-    Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
-    """
-    trial = study.ask()
-    record = _stored(
-        {
-            **(proposal.record or {}),
-            "design_seconds": round(design_seconds, 3),
-            "started": _now(),
-            "owner": owner(),
-        }
-    )
-    spec, key, reason = _check(proposal, choices, task, known)
-    attrs = {
-        "kind": "search",
-        "iteration": iteration,
-        "designer": designer.name,
-        "seed": seed,
-        "spec": spec,
-        "spec_key": key,
-        "status": "running",
-        "reason": None,
-        "metrics": None,
-        "record": record,
-    }
-    for name, value in attrs.items():
-        trial.set_user_attr(name, value)
-    label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
+    with workers.claim_lock(study):  # the spec is checked against every evaluated and running one, then taken
+        claimed = dict(trial.user_attrs.get("record") or {})
+        record = _stored(
+            {
+                **(proposal.record or {}),
+                "design_seconds": round(design_seconds, 3),
+                "started": _now(),
+                "owner": claimed.get("owner") or owner(),
+            }
+        )
+        history = _own_candidates(study, designer.name)
+        spec, key, reason = _check(proposal, choices, task, taken_keys(history, but=trial.number))
+        label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
+        try:
+            for name, value in {"spec": spec, "spec_key": key, "record": record}.items():
+                trial.set_user_attr(name, value)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker took this one for dead
+            log(f"{label}: another worker gave this claim up (no heartbeat for the grace period)")
+            return _candidate(trial.number, iteration, designer.name, None, "failed", None, STALE), None, None
     if reason is not None:
         _finish(study, trial, "invalid", reason, None, record)
         log(f"{label}: invalid -- {reason}")
@@ -286,7 +364,14 @@ def _run_one(
     if out_dir is not None and getattr(evaluation, "status", None) == "ok":
         payload = {"status": status, "reason": why, "metrics": metrics, "record": record, "values": values}
         files_error = recording.stage(out_dir, trial.number, evaluation, spec=spec, task=task, payload=payload)
-    _finish(study, trial, status, why, metrics, record, values=values)
+    try:
+        _finish(study, trial, status, why, metrics, record, values=values)
+    except optuna.exceptions.UpdateFinishedTrialError:  # another worker took it for dead (no heartbeat)
+        if out_dir is not None:
+            recording.discard(out_dir, trial.number)
+        log(f"{label}: another worker gave this trial up (no heartbeat for the grace period); its result is dropped")
+        lost = _candidate(trial.number, iteration, designer.name, spec, "failed", None, STALE)
+        return lost, evaluation, None
     if "artifacts" in record:
         try:
             recording.publish(out_dir, trial.number)

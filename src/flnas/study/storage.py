@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -37,6 +39,7 @@ from typing import Any
 import optuna
 
 from flnas.errors import StudyError
+from flnas.study.workers import Liveness
 
 DEFAULT_STORAGE = "sqlite:///flnas.db"
 DEFAULT_STUDY = "flnas"
@@ -59,27 +62,63 @@ def storage_url(storage: str | None) -> str:
     return f"sqlite:///{storage}"
 
 
-def open_study(name: str, storage: str | None, *, create: bool = True) -> optuna.Study:
+def open_study(
+    name: str, storage: str | None, *, create: bool = True, liveness: Liveness | None = None
+) -> optuna.Study:
     """Open (or create) the named multi-objective study; one clear error when the storage cannot be used.
 
     A SQLite file is checked first (``PRAGMA quick_check``): a damaged one is refused, never written to.
+    ``liveness`` turns on Optuna's heartbeats (what `flnas search` workers use to tell a dead worker's
+    trial). Several workers starting together on a fresh database race to create Optuna's tables and the
+    study; a creation that loses the race is retried after a short, random pause.
     """
     url = storage_url(storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_sqlite(url)
-    try:
-        rdb = optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs=_engine_kwargs(url))
-        if create:
-            study = optuna.create_study(study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True)
-            if study.metric_names is None:  # a study's own names (see set_setup) are kept
-                _set_names(study, OBJECTIVE_NAMES)
-            return study
-        return optuna.load_study(study_name=name, storage=rdb)
-    except KeyError as exc:
-        raise StudyError(f"no study named {name!r} in {_redact(url)}; run `flnas search --study {name}` first") from exc
-    except Exception as exc:  # SQLAlchemy/optuna raise many kinds; the user needs one sentence
-        known = storage_problem(exc, url)
-        raise StudyError(known or f"cannot open study {name!r} in {_redact(url)}: {_first_line(exc)}") from exc
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return _open(name, url, create=create, liveness=liveness)
+        except KeyError as exc:
+            missing = f"no study named {name!r} in {_redact(url)}; run `flnas search --study {name}` first"
+            raise StudyError(missing) from exc
+        except Exception as exc:  # SQLAlchemy/optuna raise many kinds; the user needs one sentence
+            if attempt + 1 < CREATE_ATTEMPTS and _lost_creation_race(exc):
+                time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
+                continue
+            known = storage_problem(exc, url)
+            raise StudyError(known or f"cannot open study {name!r} in {_redact(url)}: {_first_line(exc)}") from exc
+    raise AssertionError("unreachable")
+
+
+CREATE_ATTEMPTS = 8
+
+
+def _open(name: str, url: str, *, create: bool, liveness: Liveness | None) -> optuna.Study:
+    beats: dict[str, Any] = {"heartbeat_interval": None}
+    if liveness is not None:
+        beats = {"heartbeat_interval": liveness.heartbeat, "grace_period": liveness.grace}
+    with warnings.catch_warnings():  # heartbeat_interval is marked experimental in optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
+    if create:
+        study = optuna.create_study(study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True)
+        if study.metric_names is None:  # a study's own names (see set_setup) are kept
+            _set_names(study, OBJECTIVE_NAMES)
+        return study
+    return optuna.load_study(study_name=name, storage=rdb)
+
+
+def _lost_creation_race(exc: BaseException) -> bool:
+    """Another process created the same table, row or study at the same moment (safe to try again)."""
+    import sqlalchemy.exc
+
+    for cause in _chain(exc):
+        text = str(cause).lower()
+        if isinstance(cause, sqlalchemy.exc.IntegrityError) or "uniqueviolation" in text:
+            return True
+        if "already exists" in text or "duplicate key" in text or "database is locked" in text:
+            return True
+    return False
 
 
 def sqlite_path(url: str) -> str | None:

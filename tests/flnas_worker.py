@@ -1,0 +1,61 @@
+"""One search worker for the worker tests: ``python flnas_worker.py URL STUDY ITERS K TRAINED_LOG [HANG_MARKER]``.
+
+Runs :func:`flnas.study.loop.run_search` with the random designer and a fake evaluator that takes a
+moment per candidate and appends each spec it trains to TRAINED_LOG (one JSON line), so a test can tell
+what every worker trained. With HANG_MARKER, the first candidate writes that file and then hangs (the
+test kills the process there: a worker dying in the middle of a candidate). Heartbeat 1 s, grace 3 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from flnas.designers.registry import create_designer  # noqa: E402
+from flnas.space import load_choices, spec_key  # noqa: E402
+from flnas.study.loop import run_search  # noqa: E402
+from flnas.study.storage import open_study  # noqa: E402
+from flnas.study.workers import Liveness  # noqa: E402
+from test_designers import TASK  # noqa: E402
+
+
+class SlowFake:
+    def __init__(self, trained: Path, hang: Path | None) -> None:
+        self.trained, self.hang = trained, hang
+
+    def evaluate(self, spec, *, name=None, out_dir=None, on_epoch=None):
+        with open(self.trained, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": spec_key(spec), "pid": os.getpid(), "name": name}) + "\n")
+        if self.hang is not None:
+            self.hang.write_text(name or "")
+            time.sleep(600)
+        time.sleep(0.3)
+        acc = 0.5 + (len(spec_key(spec)) % 97) / 1000
+        val = {"accuracy": acc, "balanced_accuracy": acc, "unfairness": 0.01, "groups": {}}
+        return SimpleNamespace(status="ok", reason=None, metrics={"params": 1000, "val": val})
+
+
+def main(url: str, study_name: str, iters: str, k: str, trained: str, hang: str | None = None) -> None:
+    study = open_study(study_name, url, liveness=Liveness(heartbeat=1, grace=3))
+    result = run_search(
+        study,
+        designer=create_designer("random"),
+        evaluator=SlowFake(Path(trained), Path(hang) if hang else None),
+        task=TASK,
+        choices=load_choices(None),
+        iters=int(iters),
+        k=int(k),
+        log=lambda m: print(m, flush=True),
+        poll=0.5,
+    )
+    print(f"RESULT {result.evaluated}/{result.target} new={result.new}", flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,123 @@
+"""Several search workers on one study: PostgreSQL (the recommended storage) and SQLite on one machine.
+
+Workers are real processes (tests/flnas_worker.py: the random designer, a fake evaluator that takes a
+moment and logs what it trains). Checked after they end: exactly iters x k evaluated candidates, every
+iteration numbered once with k of them, no spec evaluated twice, no trial left RUNNING, and nothing trained
+twice except the candidate of a killed worker (trained again by a survivor after the grace period).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from flnas.study.history import STALE, is_evaluated, load_candidates
+from flnas.study.storage import open_study
+
+WORKER = Path(__file__).parent / "flnas_worker.py"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _start(url: str, study: str, iters: int, k: int, trained: Path, hang: Path | None = None,
+           host: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    if host is not None:
+        env["FLNAS_HOST"] = host
+    args = [sys.executable, str(WORKER), url, study, str(iters), str(k), str(trained)] + ([str(hang)] if hang else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, out
+        outputs.append(out)
+    return outputs
+
+
+def _check_study(url: str, name: str, iters: int, k: int):
+    study = open_study(name, url, create=False)
+    trials = study.get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    candidates = load_candidates(study)
+    evaluated = [c for c in candidates if is_evaluated(c)]
+    assert len(evaluated) == iters * k
+    assert Counter(c.iteration for c in evaluated) == {i: k for i in range(1, iters + 1)}
+    keys = [t.user_attrs["spec_key"] for t in trials if t.number in {c.number for c in evaluated}]
+    assert len(set(keys)) == len(keys)  # no spec evaluated twice
+    return study, candidates
+
+
+def _trained(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgresql_share_one_search(postgres_url, tmp_path):
+    iters, k = 6, 1
+    trained = tmp_path / "trained.jsonl"
+    procs = [_start(postgres_url, "pg3", iters, k, trained) for _ in range(3)]  # started together
+    outputs = _finish(procs)
+    assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
+    _check_study(postgres_url, "pg3", iters, k)
+    keys = [row["key"] for row in _trained(trained)]
+    assert len(keys) == iters * k and len(set(keys)) == len(keys)  # nothing trained twice, nothing lost
+    assert len({row["pid"] for row in _trained(trained)}) >= 2  # the work was shared
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_candidate_is_trained_again_by_a_survivor(postgres_url, tmp_path):
+    iters, k = 4, 1
+    trained, hang = tmp_path / "trained.jsonl", tmp_path / "hanging"
+    # the doomed worker says it runs on another machine: its pid cannot be checked, only its heartbeats
+    doomed = _start(postgres_url, "pgkill", iters, k, trained, hang=hang, host="another-machine")
+    deadline = time.monotonic() + 120
+    while not hang.exists():  # the doomed worker is in the middle of its first candidate
+        assert doomed.poll() is None and time.monotonic() < deadline, doomed.stdout.read() if doomed.stdout else ""
+        time.sleep(0.1)
+    survivors = [_start(postgres_url, "pgkill", iters, k, trained) for _ in range(2)]
+    time.sleep(1.0)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate(timeout=30)
+    killed_number = int(hang.read_text().split("-")[1])
+    outputs = _finish(survivors)
+    assert any(f"trial #{killed_number} was interrupted" in out for out in outputs), outputs
+    study, candidates = _check_study(postgres_url, "pgkill", iters, k)
+    killed = study.get_trials()[killed_number]
+    assert killed.state == TrialState.FAIL and candidates[killed_number].reason == STALE
+    reruns = [t for t in study.get_trials() if (t.user_attrs.get("record") or {}).get("rerun_of") == killed_number]
+    assert len(reruns) == 1 and reruns[0].state == TrialState.COMPLETE
+    assert reruns[0].user_attrs["spec"] == killed.user_attrs["spec"]
+    keys = Counter(row["key"] for row in _trained(trained))
+    assert keys[killed.user_attrs["spec_key"]] == 2 and sum(keys.values()) == iters * k + 1
+
+
+def test_workers_starting_together_create_the_postgresql_study_once(postgres_url):
+    code = "import sys; from flnas.study.storage import open_study; open_study('race', sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert open_study("race", postgres_url, create=False).study_name == "race"
+
+
+def test_two_workers_on_one_sqlite_file_train_nothing_twice(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    iters, k = 3, 2
+    trained = tmp_path / "trained.jsonl"
+    outputs = _finish([_start(url, "two", iters, k, trained) for _ in range(2)])
+    assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
+    _check_study(url, "two", iters, k)
+    keys = [row["key"] for row in _trained(trained)]
+    assert len(keys) == iters * k and len(set(keys)) == len(keys)
