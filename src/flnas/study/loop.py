@@ -1,8 +1,11 @@
 """Algorithm 1 over an Optuna study: GetBestMetrics -> designer -> Evaluator, persisted as it goes.
 
-Each pass of the loop reads the study (the only state), takes the best so far, asks the designer for the
-proposals this iteration still needs, and records every proposal as a trial *before* training it, so a
-process that dies mid-training leaves a RUNNING trial behind that the next run marks as interrupted.
+Each pass of the loop reads the study (the only state), takes the best so far, *claims* the slots this
+iteration still needs (RUNNING trials, created under the study's claim lock before the designer is called),
+asks the designer for that many proposals, and gives each claim its spec before training it, so a process
+that dies mid-training leaves a RUNNING trial behind that the next run (or another worker, after the
+heartbeat grace period) marks as interrupted. Several processes running this loop on one study are workers
+of one search: see :mod:`flnas.study.workers`.
 
 Each designer runs its own search inside the study: its history, best so far, duplicates and iteration
 count are its own candidates only, so several designers (the LLM, random, evolution, FaHaNa's RL) can share
@@ -13,9 +16,11 @@ Counting (so the loop always ends): the search is done when each iteration 1..``
 essentially one class, see :mod:`flnas.study.degenerate`; or "failed" during training such as a NaN loss
 or a time budget).
 Invalid proposals (the designer found no valid spec, a spec outside Choices, or a duplicate of an
-evaluated spec) and interrupted evaluations are recorded but do not count: that iteration is designed
+evaluated or running spec) are recorded but do not count: that iteration is designed again. An interrupted
+evaluation does not count either: its spec is trained again (at most twice), then its iteration is designed
 again. Every designer call is a *pass*; a run makes at most ``3 x`` the unfinished iterations passes (at
 least 3), then stops and says how many evaluated candidates it has. Resuming gives it a new allowance.
+A worker whose open slots are all held by other workers' running trials waits for them (``poll`` seconds).
 """
 
 from __future__ import annotations
@@ -159,12 +164,19 @@ def _search(
     """Claim, design, train until every slot of iterations 1..iters is evaluated (by any worker)."""
     allowance: int | None = max_passes
     waiting_for: list[int] | None = None
+    noted = False
     while True:
         with workers.claim_lock(study):
             for number in _fail_dead(study):
                 result.interrupted.append(number)
                 log(f"trial #{number} was interrupted (its worker stopped); its candidate is trained again")
             history = _own_candidates(study, designer.name)
+            if not noted and any(c.status == "running" for c in history) and workers.is_sqlite(study):
+                noted = True  # this worker's own trials are all finished here: these are another worker's
+                log(
+                    "note: several workers share this SQLite study; that works for a few on one machine, "
+                    "PostgreSQL is the storage for more (docs/search.md, Workers)"
+                )
             if allowance is None:
                 unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
                 allowance = PASSES_PER_ITERATION * max(1, unfinished)

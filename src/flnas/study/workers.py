@@ -69,6 +69,11 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
     return storage is not None and storage.get_heartbeat_interval() is not None
 
 
+def is_sqlite(study: optuna.Study) -> bool:
+    storage = rdb(study)
+    return storage is not None and storage.url.startswith("sqlite")
+
+
 _held = threading.local()
 _process_locks: dict[str, threading.Lock] = {}
 
