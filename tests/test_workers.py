@@ -30,6 +30,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def _start(url: str, study: str, iters: int, k: int, trained: Path, hang: Path | None = None,
            host: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["OMP_NUM_THREADS"] = "1"  # several workers on two cores
     if host is not None:
         env["FLNAS_HOST"] = host
     args = [sys.executable, str(WORKER), url, study, str(iters), str(k), str(trained)] + ([str(hang)] if hang else [])
