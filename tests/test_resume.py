@@ -22,14 +22,32 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+# The search pauses inside the second candidate's training (a patched train_model writes a marker and
+# sleeps), so the kill lands while a candidate trains however fast or busy the machine is: no polling race.
+PAUSING_SEARCH = """
+import os, pathlib, sys, time
+import flnas.evaluate.evaluator as evaluator
+
+marker, calls, train_model = pathlib.Path(os.environ["PAUSE_MARKER"]), [], evaluator.train_model
+
+def paused(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        marker.write_text("paused")
+        time.sleep(600)
+    return train_model(*args, **kwargs)
+
+evaluator.train_model = paused
+from flnas.cli.main import main
+main(sys.argv[1:])
+"""
+
+
 @pytest.mark.slow
 def test_sigkill_during_training_then_resume(synth_dir, tmp_path):
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    args = [
-        sys.executable,
-        "-m",
-        "flnas",
+    flags = [
         "search",
         "--data",
         str(synth_dir),
@@ -51,25 +69,29 @@ def test_sigkill_during_training_then_resume(synth_dir, tmp_path):
         "--out",
         str(tmp_path / "run"),
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 240
+    args = [sys.executable, "-m", "flnas", *flags]
+    marker = tmp_path / "paused"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_SEARCH, *flags], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 300  # a bound on a stuck run, not a timing assumption
     killed_trial = None
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            trials = _trials(url, "kill")
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("spec")]
-            if done and running:
-                proc.send_signal(signal.SIGKILL)
-                killed_trial = running[0].number
-                break
-            time.sleep(0.1)
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if marker.exists():
+            running = [t for t in _trials(url, "kill") if t.state == TrialState.RUNNING and t.user_attrs.get("spec")]
+            proc.send_signal(signal.SIGKILL)
+            killed_trial = running[0].number if running else None
     finally:
-        if proc.poll() is None and killed_trial is None:
+        if proc.poll() is None:
             proc.kill()
         proc.wait()
-    assert killed_trial is not None, proc.stdout.read().decode()[-2000:]
+        output = proc.stdout.read().decode()[-2000:]
+        proc.stdout.close()
+    assert killed_trial is not None, output
     before = {t.number: t.datetime_complete for t in _trials(url, "kill") if t.state == TrialState.COMPLETE}
     assert before and _trials(url, "kill")[killed_trial].state == TrialState.RUNNING
 
