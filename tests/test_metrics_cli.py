@@ -84,6 +84,8 @@ def test_classes_option_and_indices(tmp_path, capsys):
             "line 3: column sex has unknown value 'alien'",
         ),
         ("y_true,y_pred,sex,age_approx\n0,0,male,twenty\n", "line 2: column age_approx has 'twenty'"),
+        ("y_true,y_pred,sex,age_approx\n0,0,male,inf\n", "line 2: column age_approx has 'inf', not an age in years"),
+        ("y_true,y_pred,sex,age_approx\n0,0,male,20\n0,0,male,-5\n", "line 3: column age_approx has '-5'"),
         ("y_true,y_pred,sex,age_approx\n0,,male,20\n", "line 2: column y_pred is empty"),
         # issue 13 item 1: an index sized the class list 0..max (this row took 24 GB before the kernel killed it)
         (

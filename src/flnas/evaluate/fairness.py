@@ -368,11 +368,14 @@ def parse_predictions(
                 f"{source} line {i + 2}: column sex has unknown value {s!r} (expected male, female or empty)"
             ) from None
         try:
-            ages.append(age_group(a))
+            group = age_group(a)
+            if group is not None and not 0 <= float(a) <= 130:  # as the ISIC loader: inf or -5 is no age
+                raise ValueError(a)
+            ages.append(group)
         except (TypeError, ValueError):
             raise FlnasError(
-                f"{source} line {i + 2}: column age_approx has {a!r}, not a number "
-                "(leave it empty when unknown)"
+                f"{source} line {i + 2}: column age_approx has {_shown(str(a))}, not an age in years "
+                "(a number from 0 to 130; leave it empty when unknown)"
             ) from None
     return Predictions(
         y_true=idx["y_true"],
