@@ -150,3 +150,30 @@ def test_memory_stays_bounded_whatever_the_labels(tmp_path, rows):
     finally:
         tracemalloc.stop()
     assert peak < (64 if rows == "0,999" else 1) * 2**20
+
+
+def test_bootstrap_memory_stays_bounded_at_the_class_limit(tmp_path):
+    """--ci held every resample's confusion tables at once: 48 MB each at 1,000 classes, 48 GB for the default
+    1,000 resamples. The resamples are now measured in batches within TABLE_BUDGET."""
+    import tracemalloc
+
+    from flnas.evaluate.bootstrap import TABLE_BUDGET, fairness_with_intervals
+    from flnas.evaluate.fairness import read_predictions
+
+    path = tmp_path / "p.csv"
+    path.write_text("y_true,y_pred,sex,age_approx\n0,0,female,40\n999,999,male,70\n1,1,male,20\n")
+    df = read_predictions(path)
+    tracemalloc.start()
+    try:
+        result = fairness_with_intervals(df, resamples=10, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(result["classes"]) == 1000 and result["bootstrap"]["resamples"] == 10
+    assert peak < 4 * TABLE_BUDGET  # one resample's tables and their copies, not ten
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--seed", "-1"), ("--resamples", "0"), ("--resamples", "100001")])
+def test_bootstrap_options_are_bounded(worked, capsys, flag, value):
+    code, _, err = run(["metrics", "-p", str(worked), "--ci", flag, value], capsys)
+    assert code == 2 and f"Invalid value for '{flag}'" in err and "Traceback" not in err

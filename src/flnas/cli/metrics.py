@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from flnas.cli._common import console, fmt, print_json, wide_console
+from flnas.cli._options import SEED_MAX
 
 _CLASSES_FROM = {
     "given": "classes from --classes",
@@ -41,9 +42,11 @@ def register(app: typer.Typer) -> None:
             False, "--ci", help="Add 95% percentile-bootstrap intervals over the images (seeded)."
         ),
         resamples: int | None = typer.Option(
-            None, "--resamples", min=1, help="Bootstrap resamples with --ci (default 1000)."
+            None, "--resamples", min=1, max=100_000, help="Bootstrap resamples with --ci (default 1000)."
         ),
-        seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed with --ci (default 0)."),
+        seed: int | None = typer.Option(
+            None, "--seed", min=0, max=SEED_MAX, help="Bootstrap seed with --ci (default 0)."
+        ),
     ) -> None:
         """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions.
 
