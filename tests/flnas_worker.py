@@ -3,7 +3,10 @@
 Runs :func:`flnas.study.loop.run_search` with the random designer and a fake evaluator that takes a
 moment per candidate and appends each spec it trains to TRAINED_LOG (one JSON line), so a test can tell
 what every worker trained. With HANG_MARKER, the first candidate writes that file and then hangs (the
-test kills the process there: a worker dying in the middle of a candidate). Heartbeat 1 s, grace 3 s.
+test kills the process there: a worker dying in the middle of a candidate). Heartbeat 1 s; grace
+``FLNAS_TEST_GRACE`` s (default 60, so that a live worker on a busy machine is never taken for dead; the test
+that kills a worker sets a shorter one). With ``FLNAS_TEST_SHARE=N``, a worker's first candidate waits (up
+to 120 s) until N workers have started one, so that sharing the work does not depend on start-up times.
 """
 
 from __future__ import annotations
@@ -28,10 +31,22 @@ from test_designers import TASK  # noqa: E402
 class SlowFake:
     def __init__(self, trained: Path, hang: Path | None) -> None:
         self.trained, self.hang = trained, hang
+        self.share = int(os.environ.get("FLNAS_TEST_SHARE", "1"))
+
+    def wait_for_others(self) -> None:
+        """Hold the first candidate until ``share`` workers have each started one (bounded: 120 s)."""
+        deadline = time.monotonic() + 120
+        while self.share > 1 and time.monotonic() < deadline:
+            pids = {json.loads(line)["pid"] for line in self.trained.read_text().splitlines() if line.strip()}
+            if len(pids) >= self.share:
+                break
+            time.sleep(0.05)
+        self.share = 1
 
     def evaluate(self, spec, *, name=None, out_dir=None, on_epoch=None):
         with open(self.trained, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": spec_key(spec), "pid": os.getpid(), "name": name}) + "\n")
+        self.wait_for_others()
         if self.hang is not None:
             self.hang.write_text(name or "")
             time.sleep(600)
@@ -42,7 +57,8 @@ class SlowFake:
 
 
 def main(url: str, study_name: str, iters: str, k: str, trained: str, hang: str | None = None) -> None:
-    study = open_study(study_name, url, liveness=Liveness(heartbeat=1, grace=3))
+    grace = int(os.environ.get("FLNAS_TEST_GRACE", "60"))
+    study = open_study(study_name, url, liveness=Liveness(heartbeat=1, grace=grace))
     result = run_search(
         study,
         designer=create_designer("random"),

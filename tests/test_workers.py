@@ -28,9 +28,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _start(url: str, study: str, iters: int, k: int, trained: Path, hang: Path | None = None,
-           host: str | None = None) -> subprocess.Popen:
+           host: str | None = None, **settings: str) -> subprocess.Popen:
+    """A worker process; ``settings`` are its FLNAS_TEST_* variables (GRACE, SHARE: see flnas_worker.py)."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env["OMP_NUM_THREADS"] = "1"  # several workers on two cores
+    env.update({f"FLNAS_TEST_{key.upper()}": value for key, value in settings.items()})
     if host is not None:
         env["FLNAS_HOST"] = host
     args = [sys.executable, str(WORKER), url, study, str(iters), str(k), str(trained)] + ([str(hang)] if hang else [])
@@ -67,7 +69,9 @@ def _trained(path: Path) -> list[dict]:
 def test_three_workers_on_postgresql_share_one_search(postgres_url, tmp_path):
     iters, k = 6, 1
     trained = tmp_path / "trained.jsonl"
-    procs = [_start(postgres_url, "pg3", iters, k, trained) for _ in range(3)]  # started together
+    # started together; the first candidates wait until two workers have one, so the work is shared however
+    # long each process takes to start on a busy machine
+    procs = [_start(postgres_url, "pg3", iters, k, trained, share="2") for _ in range(3)]
     outputs = _finish(procs)
     assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
     _check_study(postgres_url, "pg3", iters, k)
@@ -80,13 +84,15 @@ def test_three_workers_on_postgresql_share_one_search(postgres_url, tmp_path):
 def test_a_killed_worker_s_candidate_is_trained_again_by_a_survivor(postgres_url, tmp_path):
     iters, k = 4, 1
     trained, hang = tmp_path / "trained.jsonl", tmp_path / "hanging"
-    # the doomed worker says it runs on another machine: its pid cannot be checked, only its heartbeats
-    doomed = _start(postgres_url, "pgkill", iters, k, trained, hang=hang, host="another-machine")
+    # the doomed worker says it runs on another machine: its pid cannot be checked, only its heartbeats. A grace
+    # of 15 s: long enough that a live survivor on a busy machine is never taken for dead, short for the test
+    grace = "15"
+    doomed = _start(postgres_url, "pgkill", iters, k, trained, hang=hang, host="another-machine", grace=grace)
     deadline = time.monotonic() + 120
     while not hang.exists():  # the doomed worker is in the middle of its first candidate
         assert doomed.poll() is None and time.monotonic() < deadline, doomed.stdout.read() if doomed.stdout else ""
         time.sleep(0.1)
-    survivors = [_start(postgres_url, "pgkill", iters, k, trained) for _ in range(2)]
+    survivors = [_start(postgres_url, "pgkill", iters, k, trained, grace=grace) for _ in range(2)]
     time.sleep(1.0)
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate(timeout=30)
