@@ -116,7 +116,7 @@ class PairedTests:
         out: list[str] = []
         untestable = sorted({c.why_not for c in self.comparisons if c.why_not})
         for why in untestable:
-            out.append(f"No paired test where {why}; its cells on the {self.split} images are not marked.")
+            out.append(f"No paired test possible: {why}; a mark that needs this comparison is withheld.")
         for c in self.comparisons:
             d = c.difference
             if d is None or d.interval is None or d.excludes_zero() or d.estimate is None:
