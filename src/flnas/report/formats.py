@@ -191,7 +191,8 @@ def to_rich(table: ReportTable) -> Any:
     out = Table(title=f"Table I - study {table.study_name} ({table.split} split)", caption=caption)
     out.add_column("DNN", style="bold", no_wrap=True)
     for col in table.columns:
-        out.add_column(SHORT_HEADERS.get(col.key, col.header), justify="right")
+        widths = [len(interval_text(row, col)) for row in table.rows]  # keep "[lo, hi]" on one line
+        out.add_column(SHORT_HEADERS.get(col.key, col.header), justify="right", min_width=max(widths, default=0))
     for i, row in enumerate(table.rows):
         cells = [row.label]
         for col in table.columns:
