@@ -29,7 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def _start(url: str, study: str, iters: int, k: int, trained: Path, hang: Path | None = None,
            host: str | None = None, **settings: str) -> subprocess.Popen:
-    """A worker process; ``settings`` are its FLNAS_TEST_* variables (GRACE, SHARE: see flnas_worker.py)."""
+    """A worker process; ``settings`` are its FLNAS_TEST_* variables (GRACE, SECONDS, BARRIER, DESIGNER)."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env["OMP_NUM_THREADS"] = "1"  # several workers on two cores
     env.update({f"FLNAS_TEST_{key.upper()}": value for key, value in settings.items()})
@@ -69,9 +69,11 @@ def _trained(path: Path) -> list[dict]:
 def test_three_workers_on_postgresql_share_one_search(postgres_url, tmp_path):
     iters, k = 6, 1
     trained = tmp_path / "trained.jsonl"
-    # started together; the first candidates wait until two workers have one, so the work is shared however
-    # long each process takes to start on a busy machine
-    procs = [_start(postgres_url, "pg3", iters, k, trained, share="2") for _ in range(3)]
+    # started together (a barrier), 1 s per candidate: the work is shared however long each process takes to
+    # start on a busy machine (the others wait for the first candidate, then claim while it trains the next)
+    (tmp_path / "barrier").mkdir()
+    together = {"barrier": f"{tmp_path / 'barrier'}:3", "seconds": "1.0"}
+    procs = [_start(postgres_url, "pg3", iters, k, trained, **together) for _ in range(3)]
     outputs = _finish(procs)
     assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
     _check_study(postgres_url, "pg3", iters, k)
@@ -123,8 +125,12 @@ def test_two_workers_on_one_sqlite_file_train_nothing_twice(tmp_path):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     iters, k = 3, 2
     trained = tmp_path / "trained.jsonl"
-    outputs = _finish([_start(url, "two", iters, k, trained) for _ in range(2)])
+    # the heuristic starts from one initial spec: the second worker waits for the first candidate instead of
+    # proposing that spec again (each duplicate would be an invalid trial and a wasted designer call)
+    outputs = _finish([_start(url, "two", iters, k, trained, designer="heuristic") for _ in range(2)])
     assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
-    _check_study(url, "two", iters, k)
+    _study, candidates = _check_study(url, "two", iters, k)
+    invalid = [(c.number, c.iteration, c.reason) for c in candidates if c.status == "invalid"]
+    assert invalid == []
     keys = [row["key"] for row in _trained(trained)]
     assert len(keys) == iters * k and len(set(keys)) == len(keys)

@@ -73,6 +73,8 @@ class DesignContext:
     rng: np.random.Generator
     log: Callable[[str], None] = print  # progress messages for the user
     selection: Selection = field(default_factory=Selection)  # the study's rule, tolerance, accuracy
+    # candidates other workers of the study are training right now: not in the history yet, not to propose
+    pending: list[Candidate] = field(default_factory=list)
 
 
 @dataclass

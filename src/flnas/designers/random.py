@@ -16,10 +16,12 @@ MAX_DRAWS = 200  # random draws per proposal before giving up (Choices with very
 
 
 def avoid_keys(context: DesignContext) -> set[str]:
-    """spec_keys not to propose: every evaluated spec of the study (interrupted ones may run again)."""
+    """spec_keys not to propose: every evaluated spec (interrupted ones may run again) and every pending one."""
+    from flnas.space import spec_key
     from flnas.study.loop import evaluated_keys
 
-    return set(evaluated_keys(context.history))
+    pending = {spec_key(c.spec) for c in context.pending if c.spec is not None}
+    return set(evaluated_keys(context.history)) | pending
 
 
 def checked(spec: Any, context: DesignContext) -> tuple[dict[str, Any], str] | None:

@@ -181,10 +181,12 @@ def _search(
                 unfinished = sum(1 for i in range(1, iters + 1) if _need(history, i, k) > 0)
                 allowance = PASSES_PER_ITERATION * max(1, unfinished)
             slot = open_slot(history, iters=iters, k=k)
-            if slot is None:
-                running = [c.number for c in history if c.status == "running" and 1 <= c.iteration <= iters]
-                if not running:
-                    return
+            running = [c.number for c in history if c.status == "running" and 1 <= c.iteration <= iters]
+            if slot is None and not running:
+                return
+            if slot is None or (running and not any(is_evaluated(c) for c in history)):
+                # every slot is held, or another worker trains the first candidate: designers start from an
+                # empty history in one way (the heuristic's initial spec), so wait for it to be evaluated
                 claims: list[tuple[optuna.trial.Trial, Proposal | None]] = []
             else:
                 iteration, need = slot
@@ -220,6 +222,7 @@ def _search(
                 rng=np.random.default_rng([seed, iteration, attempt]),
                 log=log,
                 selection=selection,
+                pending=[c for c in history if c.status == "running"],
             )
             log(
                 f"iteration {iteration}/{iters}: {designer.name} designs {len(design)} candidate(s)"
@@ -269,6 +272,12 @@ def _search(
 def _fail_dead(study: optuna.Study) -> list[int]:
     """Trials of dead workers, failed now: a gone process on this machine, or no heartbeat for the grace period."""
     return sorted(set(mark_interrupted(study)) | set(workers.fail_stale(study)))
+
+
+def _is_running(history: list[Candidate], key: str | None) -> bool:
+    from flnas.space import spec_key
+
+    return any(c.status == "running" and c.spec is not None and spec_key(c.spec) == key for c in history)
 
 
 def _own_candidates(study: optuna.Study, designer: str) -> list[Candidate]:
@@ -339,6 +348,8 @@ def _evaluate_claim(
         )
         history = _own_candidates(study, designer.name)
         spec, key, reason = _check(proposal, choices, task, taken_keys(history, but=trial.number))
+        if reason and reason.startswith("already tried") and _is_running(history, key):
+            reason = reason.replace("already tried", "being trained by another worker")
         label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
         try:
             for name, value in {"spec": spec, "spec_key": key, "record": record}.items():
