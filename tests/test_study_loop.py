@@ -262,29 +262,55 @@ def test_an_interrupted_spec_is_rerun_at_most_twice_then_its_iteration_is_design
 
 
 def test_a_live_workers_trial_is_waited_for_and_rerun_when_its_process_dies(study):
+    search(study, Scripted([spec_with(16)]), FakeEvaluator(), iters=1)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "flnas"])
+    try:
+        trial = study.ask()
+        for key, value in {"kind": "search", "iteration": 2, "designer": "scripted", "status": "running",
+                           "spec": spec_with(32), "record": {"owner": {"host": _host(), "pid": live.pid}}}.items():
+            trial.set_user_attr(key, value)
+        ev, seen = FakeEvaluator(), {}
+
+        def log(message):
+            if message.startswith("waiting for trial(s) #1") and not seen:
+                # iteration 2 is held by the live worker: this one designed and trained iteration 3 only
+                seen["calls"], seen["state"] = list(ev.calls), study.get_trials()[1].state
+                live.kill()
+                live.wait()
+
+        designer = Scripted([spec_with(64)])
+        result = run_search(study, designer=designer, evaluator=ev, task=TASK,
+                            choices=load_choices(None), iters=3, log=log, poll=0.05)
+    finally:
+        live.kill()
+        live.wait()
+    assert seen == {"calls": [spec_with(64)], "state": TrialState.RUNNING}
+    assert [c.spec for c in designer.contexts[0].pending] == [spec_with(32)]  # not to be proposed again
+    assert ev.calls == [spec_with(64), spec_with(32)] and result.interrupted == [1] and result.evaluated == 3
+    assert [(c.iteration, c.status) for c in load_candidates(study)] == [(1, "ok"), (2, "failed"), (3, "ok"), (2, "ok")]
+
+
+def test_a_worker_waits_for_the_first_candidate_before_designing(study):
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "flnas"])
     try:
         trial = study.ask()
         for key, value in {"kind": "search", "iteration": 1, "designer": "scripted", "status": "running",
                            "spec": spec_with(32), "record": {"owner": {"host": _host(), "pid": live.pid}}}.items():
             trial.set_user_attr(key, value)
-        ev, seen = FakeEvaluator(), {}
+        designer, seen = Scripted([spec_with(64)]), []
 
         def log(message):
             if message.startswith("waiting for trial(s) #0") and not seen:
-                # iteration 1 is held by the live worker: this one designed and trained iteration 2 only
-                seen["calls"], seen["state"] = list(ev.calls), study.get_trials()[0].state
+                seen.append(list(designer.contexts))  # nothing designed while the first candidate trains
                 live.kill()
                 live.wait()
 
-        result = run_search(study, designer=Scripted([spec_with(64)]), evaluator=ev, task=TASK,
+        result = run_search(study, designer=designer, evaluator=FakeEvaluator(), task=TASK,
                             choices=load_choices(None), iters=2, log=log, poll=0.05)
     finally:
         live.kill()
         live.wait()
-    assert seen == {"calls": [spec_with(64)], "state": TrialState.RUNNING}
-    assert ev.calls == [spec_with(64), spec_with(32)] and result.interrupted == [0] and result.evaluated == 2
-    assert [(c.iteration, c.status) for c in load_candidates(study)] == [(1, "failed"), (2, "ok"), (1, "ok")]
+    assert seen == [[]] and result.evaluated == 2
 
 
 def _host() -> str:
