@@ -140,3 +140,10 @@ def test_bootstrap_quick(capsys):
     assert out["images"] == 200 and out["resamples"] == 100
     assert out["max_abs_difference"] < 1e-9  # the fast path and the direct loop agree
     assert set(out["group_interval_width"]) == {"male", "female", "young", "middle", "old"}
+
+
+@pytest.mark.slow
+def test_precision_quick(capsys):
+    out = _run("precision", ["--quick", "--specs", "small", "--settings", "fp32,bf16+cl"], capsys)
+    assert set(out["images_per_s"]["small"]) == {"fp32", "bf16+cl"}
+    assert out["speedup_vs_fp32"]["small"]["bf16+cl"] > 0 and isinstance(out["native_bf16"], bool)

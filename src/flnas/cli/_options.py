@@ -67,6 +67,23 @@ ClassWeighted = Annotated[
         show_default=False,
     ),
 ]
+Precision = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Training arithmetic: fp32 (default), bf16 (bfloat16 autocast; fast where the CPU has avx512_bf16 or "
+        "AMX, or on a recent GPU) or auto (bf16 where native, else fp32). Stored in a study's setup.",
+        show_default=False,
+    ),
+]
+ChannelsLast = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Train in the channels_last (NHWC) memory format (default off). Stored in a study's setup.",
+        show_default=False,
+    ),
+]
 ClassWeightedOff = Annotated[
     bool | None,
     typer.Option(
@@ -127,6 +144,8 @@ def train_overrides(
     max_train_seconds: float | None = None,
     no_hardware: bool = False,
     class_weighted: bool | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """The TrainConfig fields the user gave (None means not given).
 
@@ -142,5 +161,18 @@ def train_overrides(
         "max_train_seconds": max_train_seconds,
         "measure_hardware": False if no_hardware else None,
         "class_weighted_loss": class_weighted,
+        "precision": _precision(precision, device),
+        "channels_last": channels_last,
     }
     return {key: value for key, value in given.items() if value is not None}
+
+
+def _precision(precision: str | None, device: str | None) -> str | None:
+    """``auto`` becomes what this machine computes natively (a study stores the resolved value)."""
+    if precision is None:
+        return None
+    from flnas.evaluate.device import resolve_device, resolve_precision
+
+    if precision.strip().lower() != "auto":
+        return resolve_precision(precision, resolve_device("cpu"))  # checks the name only
+    return resolve_precision("auto", resolve_device(device or "auto"))

@@ -122,6 +122,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeightedOff = None,
+        precision: opt.Precision = None,
+        channels_last: opt.ChannelsLast = None,
     ) -> None:
         """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
         from flnas.data import default_synthetic_dir, prepare_data
@@ -132,7 +134,7 @@ def register(app: typer.Typer) -> None:
         choices = load_choices(choices_path)
         given = opt.train_overrides(
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
-            class_weighted=class_weighted,
+            class_weighted=class_weighted, precision=precision, channels_last=channels_last,
         )
         config = TrainConfig(seed=seed, **given)
         root = data if data is not None else default_synthetic_dir()

@@ -361,6 +361,8 @@ def register(app: typer.Typer) -> None:
         max_train_seconds: opt.MaxTrainSeconds = None,
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeighted = None,
+        precision: opt.Precision = None,
+        channels_last: opt.ChannelsLast = None,
         llm_model: opt.LlmModel = None,
         llm_base_url: opt.LlmBaseUrl = None,
         llm_temperature: opt.LlmTemperature = None,
@@ -416,6 +418,8 @@ def register(app: typer.Typer) -> None:
                 max_train_seconds=max_train_seconds,
                 no_hardware=no_hardware,
                 class_weighted=class_weighted,
+                precision=precision,
+                channels_last=channels_last,
             ),
             designer_options=_designer_options(
                 designer,

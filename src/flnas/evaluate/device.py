@@ -38,6 +38,45 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` computes bfloat16 natively (CUDA: Ampere or newer; CPU: AVX512-BF16 or AMX).
+
+    On a CPU without it, bf16 autocast is emulated and usually slower than fp32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    flags = cpu_flags()
+    if flags:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # where /proc/cpuinfo is not readable
+    return bool(probe()) if callable(probe) else False
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (``lscpu``'s Flags); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto``: bf16 where ``device`` has native bfloat16, else fp32; ``fp32``/``bf16`` as given."""
+    name = (name or "fp32").strip().lower()
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name not in PRECISIONS:
+        raise FlnasError(f"precision {name!r} is not supported; use auto, fp32 or bf16")
+    return name
+
+
 def describe_device(device: torch.device) -> str:
     """A short name recorded with every result, e.g. ``cuda:0 (NVIDIA A10)`` or ``cpu (2 threads)``."""
     if device.type == "cuda":

@@ -24,6 +24,7 @@ from flnas.errors import FlnasError
 from flnas.evaluate.bootstrap import DEFAULT_RESAMPLES
 from flnas.evaluate.config import TrainConfig
 from flnas.evaluate.device import (
+    PRECISIONS,
     describe_device,
     free_memory,
     is_out_of_memory,
@@ -78,6 +79,8 @@ def check_config(config: TrainConfig) -> None:
         problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {config.optimizer!r})")
     if not 0 <= config.label_smoothing < 1:
         problems.append(f"label_smoothing must be in [0, 1) (got {config.label_smoothing})")
+    if str(config.precision) not in PRECISIONS:
+        problems.append(f"precision must be one of {', '.join(PRECISIONS)} (got {config.precision!r})")
     if config.max_train_seconds is not None and not config.max_train_seconds > 0:
         problems.append(f"max_train_seconds must be positive or unset (got {config.max_train_seconds})")
     if problems:

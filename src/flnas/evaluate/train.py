@@ -6,12 +6,17 @@ DataLoader, no PIL): each epoch draws a seeded permutation, slices it, augments 
 lesion has no "up"), then converts to float and normalises on the device. Losses and correct counts are
 accumulated on the device and read once per epoch, so the loop adds almost nothing to a hand-written one.
 
+``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast (master weights, gradients
+and the optimizer stay fp32) and ``channels_last`` trains in the NHWC memory format; validation,
+predictions, latency and export always run in fp32 and the usual layout.
+
 A NaN/inf loss or a time budget overrun ends training with :class:`TrainingFailed`; the evaluator turns
 that into a failed evaluation with the reason recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -206,6 +211,9 @@ def train_model(
     optimizer = make_optimizer(model, config)
     generator = torch.Generator(device=device).manual_seed(int(config.seed))
     mean, inv_std = normalize.tensors(images.device)
+    channels_last = bool(config.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
 
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -224,8 +232,12 @@ def train_model(
             if config.augment:
                 x = augment(x, generator)
             y = labels[idx]
-            logits = model((x.float() - mean) * inv_std)
-            loss = criterion(logits, y)
+            x = (x.float() - mean) * inv_std
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, config.precision):
+                logits = model(x)
+                loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -276,6 +288,8 @@ def train_model(
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    if channels_last:  # measured, exported and saved in the usual layout (latency stays comparable)
+        model.to(memory_format=torch.contiguous_format)
     return TrainResult(
         history=history,
         epochs=epoch,
@@ -286,6 +300,13 @@ def train_model(
         train_loss=best_train[0],
         train_accuracy=best_train[1],
     )
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast for ``precision`` "bf16" (weights, gradients and the optimizer stay fp32), else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _over_budget(config: TrainConfig, epoch: int, batch: int) -> str:

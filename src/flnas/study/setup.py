@@ -155,7 +155,9 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
     out: list[str] = []
     for key, value in requested.items():
         if key == "train":
-            stored_train = {"class_weighted_loss": False, **(stored.get("train") or {})}  # before the flag
+            # a study from before a setting has the value it was trained with
+            before = {"class_weighted_loss": False, "precision": "fp32", "channels_last": False}
+            stored_train = {**before, **(stored.get("train") or {})}
             for field, v in value.items():
                 if field not in stored_train or stored_train[field] == v:
                     continue
@@ -169,6 +171,12 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
                         "--class-weighted (the study trains with an unweighted loss)"
                         if v
                         else "--no-class-weighted (the study trains with a class-weighted loss)"
+                    )
+                elif field == "channels_last":
+                    out.append(
+                        "--channels-last (the study trains in the usual memory format)"
+                        if v
+                        else "--no-channels-last (the study trains in channels_last)"
                     )
                 else:
                     flag = "--" + field.replace("_", "-")
