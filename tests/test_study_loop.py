@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from flnas.designers.base import DesignContext, Designer, Proposal
 from flnas.space import example_spec, load_choices, spec_key
-from flnas.study.history import INTERRUPTED, load_candidates
+from flnas.study.history import INTERRUPTED, STALE, load_candidates
 from flnas.study.loop import run_search
 from flnas.study.storage import open_study
 from test_designers import TASK
@@ -317,3 +317,21 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def test_a_slow_worker_whose_trial_was_given_up_drops_its_result_and_goes_on(study):
+    class GivenUp(FakeEvaluator):
+        """The first evaluation finds its trial failed by another worker meanwhile (no heartbeat in time)."""
+
+        def evaluate(self, spec, *, name=None, out_dir=None, on_epoch=None):
+            if not self.calls:
+                study.tell(int(name.split("-")[1]), state=TrialState.FAIL)
+            return super().evaluate(spec, name=name, out_dir=out_dir, on_epoch=on_epoch)
+
+    ev, logs = GivenUp(), []
+    result = run_search(study, designer=Scripted([spec_with(16)]), evaluator=ev, task=TASK,
+                        choices=load_choices(None), iters=1, log=logs.append)
+    cands = load_candidates(study)
+    assert [(c.number, c.status) for c in cands] == [(0, "failed"), (1, "ok")]
+    assert cands[0].reason == STALE and ev.calls == [spec_with(16)] * 2  # its spec is trained again
+    assert any("another worker gave this trial up" in line for line in logs) and result.evaluated == 1
