@@ -8,7 +8,9 @@ headers). Use the ``llm_server`` fixture (import it into a test module or confte
     llm_server.reply('{"layers": ...}')           # a completion whose content is this string
     llm_server.status(429, retry_after=1)          # an HTTP error (with a Retry-After header)
     llm_server.delay(2.0)                          # answer after 2 s (longer than the client timeout)
+    llm_server.trickle('{"layers": ...}', 1.0)     # the body one byte per second (never times out per read)
     llm_server.reject_formats = {"json_schema"}    # 400 for requests with such a response_format
+    llm_server.reject_status = 500                 # ... answered with this status instead (llama-cpp-python)
 
 ``llm_server.base_url`` is the value for ``--llm-base-url``. An empty queue answers HTTP 418 (not retried by
 clients) so a test that asks more often than it scripted fails loudly. ``make_context`` and ``fake_metrics``
@@ -35,9 +37,11 @@ class _Entry:
     status: int = 200
     retry_after: str | None = None
     delay: float = 0.0
-    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7})
+    usage: dict[str, Any] = field(default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7})
     message: str = "error"
     raw: bytes | None = None  # a body sent as is (for broken servers)
+    trickle: float = 0.0  # seconds between the body's bytes (a server that never stops sending)
+    content_type: str = "application/json"
 
 
 class FakeLLMServer:
@@ -47,6 +51,7 @@ class FakeLLMServer:
         self.queue: deque[_Entry] = deque()
         self.requests: list[dict[str, Any]] = []
         self.reject_formats: set[str] = set()
+        self.reject_status = 400
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -61,8 +66,8 @@ class FakeLLMServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def reply(self, content: str, *, prompt_tokens: int = 11, completion_tokens: int = 7) -> None:
-        """Queue a successful completion with this content."""
+    def reply(self, content: str, *, prompt_tokens: Any = 11, completion_tokens: Any = 7) -> None:
+        """Queue a successful completion with this content (token counts as given, even if not numbers)."""
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
         self.queue.append(_Entry(content=content, usage=usage))
 
@@ -75,9 +80,13 @@ class FakeLLMServer:
         """Queue an answer that comes only after ``seconds`` (or never, if the server stops first)."""
         self.queue.append(_Entry(content=content, delay=seconds))
 
-    def raw(self, body: str) -> None:
+    def raw(self, body: str, content_type: str = "application/json") -> None:
         """Queue an HTTP 200 whose body is ``body`` as is (not a chat completion)."""
-        self.queue.append(_Entry(raw=body.encode()))
+        self.queue.append(_Entry(raw=body.encode(), content_type=content_type))
+
+    def trickle(self, content: str, interval: float) -> None:
+        """Queue a completion whose body is sent one byte every ``interval`` seconds."""
+        self.queue.append(_Entry(content=content, trickle=interval))
 
     @property
     def bodies(self) -> list[dict[str, Any]]:
@@ -98,25 +107,29 @@ class FakeLLMServer:
 
     # -- serving ---------------------------------------------------------------------------------------
 
-    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any, float]:
-        fmt = (body.get("response_format") or {}).get("type")
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any, _Entry | None]:
+        response_format = body.get("response_format") or {}
+        fmt = response_format.get("type")
+        if fmt == "json_object" and "schema" in response_format:
+            fmt = "json_object_schema"
         if fmt in self.reject_formats:
             error = {
                 "message": f"response_format {fmt} is not supported",
                 "type": "invalid_request_error",
                 "param": "response_format",
             }
-            return 400, {}, {"error": error}, 0.0
+            return self.reject_status, {}, {"error": error}, None
         with self._lock:
             entry = self.queue.popleft() if self.queue else None
         if entry is None:
-            return 418, {}, {"error": {"message": "fake LLM server: no reply queued"}}, 0.0
+            return 418, {}, {"error": {"message": "fake LLM server: no reply queued"}}, None
         if entry.raw is not None:
-            return 200, {}, entry.raw, 0.0
+            return 200, {"Content-Type": entry.content_type}, entry.raw, None
         if entry.status != 200:
             headers = {"Retry-After": entry.retry_after} if entry.retry_after is not None else {}
-            return entry.status, headers, {"error": {"message": entry.message, "type": "server_error"}}, 0.0
-        usage = dict(entry.usage, total_tokens=sum(entry.usage.values()))
+            return entry.status, headers, {"error": {"message": entry.message, "type": "server_error"}}, None
+        counts = [v for v in entry.usage.values() if isinstance(v, int)]
+        usage = dict(entry.usage, total_tokens=sum(counts))
         completion = {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
@@ -131,7 +144,7 @@ class FakeLLMServer:
             ],
             "usage": usage,
         }
-        return 200, {}, completion, entry.delay
+        return 200, {}, completion, entry
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -153,20 +166,27 @@ class FakeLLMServer:
                         }
                     )
                 if not self.path.rstrip("/").endswith("/chat/completions"):
-                    code, headers, payload, delay = 404, {}, {"error": {"message": "not found"}}, 0.0
+                    code, headers, payload, entry = 404, {}, {"error": {"message": "not found"}}, None
                 else:
-                    code, headers, payload, delay = server._answer(body)
-                if delay and server._stop.wait(delay):
+                    code, headers, payload, entry = server._answer(body)
+                if entry is not None and entry.delay and server._stop.wait(entry.delay):
                     return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                headers = {"Content-Type": "application/json", **headers}
                 try:
                     self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     for name, value in headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if entry is not None and entry.trickle:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            if server._stop.wait(entry.trickle):
+                                return
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout)
 
@@ -186,7 +206,9 @@ def llm_server():
         server.stop()
 
 
-def make_context(history=(), best=None, *, iteration=None, image_size=32, env="Raspberry Pi 4", choices=None):
+def make_context(
+    history=(), best=None, *, iteration=None, image_size=32, env="Raspberry Pi 4", choices=None, log=None
+):
     """A DesignContext over the default Choices and a 3-class task at ``image_size`` (for designer tests)."""
     import numpy as np
 
@@ -208,7 +230,7 @@ def make_context(history=(), best=None, *, iteration=None, image_size=32, env="R
         task=task,
         iteration=iteration if iteration is not None else len(history) + 1,
         rng=np.random.default_rng(0),
-        log=lambda message: None,
+        log=log if log is not None else (lambda message: None),
     )
 
 

@@ -190,28 +190,110 @@ def test_non_retryable_status_fails_at_once(llm_server):  # noqa: F811
 
 
 def test_rejected_response_format_falls_back_and_is_remembered(llm_server):  # noqa: F811
-    llm_server.reject_formats = {"json_schema", "json_object"}
+    llm_server.reject_formats = {"json_schema", "json_object_schema", "json_object"}
     llm_server.reply(json.dumps(SPEC))
     llm_server.reply(json.dumps(OTHER))
+    messages: list[str] = []
+    designer = make_designer(llm_server)
+    [proposal] = designer.propose(make_context(log=messages.append), 1)
+    assert proposal.spec is not None
+    sent = [b.get("response_format") for b in llm_server.bodies]
+    assert [(f or {}).get("type") for f in sent] == ["json_schema", "json_object", "json_object", None]
+    assert "schema" in sent[1] and "schema" not in sent[2]  # json_object with the schema, then without
+    fallbacks = [r["fallback"] for r in proposal.record["attempts"][0]["http_retries"]]
+    assert fallbacks == ["json_object_schema", "json_object", "off"]
+    assert designer.format_mode == "off" and proposal.record["structured_output"] == "off"
+    assert sum("rejected response_format" in m for m in messages) == 3  # said once per step down
+    designer.propose(make_context(log=messages.append), 1)  # the next call goes straight to plain text
+    assert "response_format" not in llm_server.bodies[-1]
+    assert sum("rejected response_format" in m for m in messages) == 3
+
+
+@pytest.mark.parametrize("status", [400, 422, 500])
+def test_any_error_status_naming_the_format_steps_down(llm_server, status):  # noqa: F811
+    """llama-cpp-python answers json_schema with HTTP 500 "Input should be 'text' or 'json_object'"."""
+    llm_server.reject_formats = {"json_schema"}
+    llm_server.reject_status = status
+    llm_server.reply(json.dumps(SPEC))
+    sleeps: list[float] = []
+    designer = make_designer(llm_server, sleeps)
+    [proposal] = designer.propose(make_context(), 1)
+    assert proposal.spec is not None and sleeps == []  # a step down, not a retry with backoff
+    assert llm_server.bodies[-1]["response_format"]["type"] == "json_object"
+    assert designer.format_mode == "json_object_schema"
+    [retry] = proposal.record["attempts"][0]["http_retries"]
+    assert retry["error"].startswith(f"HTTP {status} rejected response_format json_schema")
+
+
+def test_the_schema_sent_is_the_template_narrowed_by_the_choices(llm_server):  # noqa: F811
+    from flnas.space.schema import choices_schema
+
+    choices = load_choices(None).model_copy(update={"channels": [8, 16], "kernels": [3], "max_head_layers": 1})
+    for mode, path in (("auto", ("json_schema", "schema")), ("json_object", ("schema",))):
+        llm_server.reply(json.dumps(OTHER))
+        make_designer(llm_server, structured_output=mode).propose(make_context(choices=choices), 1)
+        sent = llm_server.bodies[-1]["response_format"]
+        for key in path:
+            sent = sent[key]
+        assert sent == choices_schema(choices)
+        conv = sent["$defs"]["ConvLayer"]["properties"]
+        assert conv["channels"]["enum"] == [8, 16] and conv["kernel"]["enum"] == [3]
+        assert sent["$defs"]["Head"]["properties"]["hidden"]["maxItems"] == 1
+        assert json.dumps(sent) in llm_server.bodies[-1]["messages"][-1]["content"]  # the prompt shows it
+
+
+def test_plain_modes_and_a_bad_mode(llm_server):  # noqa: F811
+    llm_server.reply(json.dumps(SPEC))
+    make_designer(llm_server, structured_output="off").propose(make_context(), 1)
+    assert "response_format" not in llm_server.bodies[-1]
+    with pytest.raises(LLMError, match="--llm-structured must be one of auto, json_schema, json_object, off"):
+        make_designer(llm_server, structured_output="grammar")
+
+
+def test_a_resumed_designer_starts_from_the_mode_that_worked(llm_server):  # noqa: F811
+    llm_server.reject_formats = {"json_schema"}
+    llm_server.reply(json.dumps(SPEC))
+    [first] = make_designer(llm_server).propose(make_context(), 1)
+    assert first.record["structured_output"] == "json_object_schema"
+    failed = {"designer": "llm", "structured_output": "off", "usage": {"calls": 0}}  # no call got through
+    messages: list[str] = []
+    resumed = make_designer(llm_server)
+    resumed.resume([first.record, failed], log=messages.append)
+    assert resumed.format_mode == "json_object_schema" and len(messages) == 1
+    llm_server.reply(json.dumps(OTHER))
+    resumed.propose(make_context(), 1)
+    assert llm_server.bodies[-1]["response_format"]["type"] == "json_object"  # no json_schema request
+    chosen = make_designer(llm_server, structured_output="json_schema")
+    chosen.resume([first.record])
+    assert chosen.format_mode == "json_schema"  # an explicit choice is kept
+
+
+def test_timeout_bounds_the_whole_request_of_a_trickling_server(llm_server):  # noqa: F811
+    """A body sent one byte every 0.2 s never trips a per-read timeout; the deadline still ends it."""
+    llm_server.trickle(json.dumps(OTHER), 0.2)  # ~190 bytes: about 40 s if read to the end
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server, timeout=1.0).propose(make_context(), 1)
+    assert canonical(proposal.spec) == canonical(SPEC)
+    [retry] = proposal.record["attempts"][0]["http_retries"]
+    assert retry["error"] == "timed out after 1 s"
+
+
+@pytest.mark.parametrize("tokens", ["lots", None, -5, 1e300, [1]])
+def test_non_numeric_usage_counts_do_not_crash(llm_server, tokens):  # noqa: F811
+    llm_server.reply(json.dumps(SPEC), prompt_tokens=tokens, completion_tokens=3)
     designer = make_designer(llm_server)
     [proposal] = designer.propose(make_context(), 1)
     assert proposal.spec is not None
-    formats = [(b.get("response_format") or {}).get("type") for b in llm_server.bodies]
-    assert formats == ["json_schema", "json_object", None]
-    fallbacks = [r["fallback"] for r in proposal.record["attempts"][0]["http_retries"]]
-    assert fallbacks == ["json_object", "off"]
-    assert designer.format_mode == "off"
-    designer.propose(make_context(), 1)  # the next call goes straight to plain text
-    assert "response_format" not in llm_server.bodies[-1]
+    assert proposal.record["usage"]["prompt_tokens"] == 0 and proposal.record["usage"]["completion_tokens"] == 3
 
 
-def test_json_object_mode_when_only_json_schema_is_rejected(llm_server):  # noqa: F811
-    llm_server.reject_formats = {"json_schema"}
-    llm_server.reply(json.dumps(SPEC))
-    designer = make_designer(llm_server)
-    designer.propose(make_context(), 1)
-    assert llm_server.bodies[-1]["response_format"] == {"type": "json_object"}
-    assert designer.format_mode == "json_object"
+def test_prompt_size_is_recorded(llm_server):  # noqa: F811
+    llm_server.reply("no json here", prompt_tokens=900)
+    llm_server.reply(json.dumps(SPEC), prompt_tokens=1000)
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    size = proposal.record["prompt_size"]
+    assert size["tokens"] == 900  # the prompt itself, not the re-ask
+    assert size["chars"] == sum(len(m["content"]) for m in llm_server.bodies[0]["messages"])
 
 
 def test_k_candidates_are_distinct_and_usage_adds_up(llm_server):  # noqa: F811
@@ -285,9 +367,51 @@ def test_unreachable_server_is_retried_then_fails(monkeypatch):
     assert len(sleeps) == 1 and designer.usage()["calls"] == 0
 
 
-@pytest.mark.parametrize("body", ["<html>gateway says hi</html>", '{"choices": []}', '{"object": "error"}'])
-def test_broken_200_bodies_fail_the_proposal_without_raising(llm_server, body):  # noqa: F811
-    llm_server.raw(body)
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ("<html>gateway says hi</html>", "text/html", "not a chat completion: <html>gateway says hi</html>"),
+        ("<html>gateway says hi</html>", "application/json", "not a chat completion"),
+        ('{"choices": []}', "application/json", 'not a chat completion: no choices in {"choices": []}'),
+        ('{"object": "error"}', "application/json", "not a chat completion"),
+    ],
+)
+def test_broken_200_bodies_fail_the_proposal_without_raising(llm_server, body, content_type, expected):  # noqa: F811
+    llm_server.raw(body, content_type)
     [proposal] = make_designer(llm_server, max_retries=0).propose(make_context(), 1)
-    assert proposal.spec is None and proposal.error
+    assert proposal.spec is None and expected in proposal.error
+    assert "empty" not in proposal.error
     assert len(llm_server.requests) == 1
+
+
+def test_deeply_nested_reply_is_an_invalid_reply_not_a_crash(llm_server):  # noqa: F811
+    llm_server.reply('{"layers":' + "[" * 50_000 + "]" * 50_000 + "}")
+    llm_server.reply('{"layers": ' + "[" * 500 + "]" * 500 + ', "head": {}}')
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    assert proposal.spec is not None
+    first, second, _ = proposal.record["attempts"]
+    assert "characters long" in first["errors"][0] and "nested" in second["errors"][0]
+
+
+def test_huge_replies_are_capped_in_the_study_and_in_the_re_ask(llm_server):  # noqa: F811
+    from flnas.designers.llm import MAX_FEEDBACK_LINES, MAX_RESENT_REPLY, MAX_STORED_REPLY
+
+    huge = "x" * 10_000_000
+    wide = json.dumps({**SPEC, "head": {"hidden": list(range(1, 5_001))}})  # 28 KB: under the read cap
+    many = json.dumps({"layers": [{"type": "conv", "channels": 7, "kernel": 2}] * 30})  # 60+ problems
+    for reply in (huge, wide, many):
+        llm_server.reply(reply)
+    llm_server.reply(json.dumps(SPEC))
+    [proposal] = make_designer(llm_server).propose(make_context(), 1)
+    assert proposal.spec is not None
+    first, second, third, _ = proposal.record["attempts"]
+    assert len(first["raw"]) < MAX_STORED_REPLY + 100 and first["raw_chars"] == len(huge)
+    assert len(json.dumps(proposal.record)) < 200_000
+    assert "5000 hidden layers is more than the Choices' maximum of 2" in second["errors"][0]
+    assert len(second["errors"]) == 1  # refused by its size at once, not width by width
+    resent = llm_server.bodies[1]["messages"][-2]["content"]
+    assert len(resent) < MAX_RESENT_REPLY + 100 and "10,000,000 characters" in resent
+    feedback = llm_server.bodies[3]["messages"][-1]["content"]
+    assert feedback.count("\n- ") == MAX_FEEDBACK_LINES + 1 and "more problems" in feedback
+    assert all(len(body["messages"][-1]["content"]) < 30_000 for body in llm_server.bodies)

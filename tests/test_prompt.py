@@ -10,7 +10,8 @@ from flnas.designers.base import Candidate
 from flnas.designers.prompt import PLACEHOLDERS, PromptGenerator
 from flnas.errors import FlnasError
 from flnas.evaluate.optmetrics import format_opt_metrics
-from flnas.space import ArchSpec, example_spec, load_choices
+from flnas.space import example_spec, load_choices
+from flnas.space.schema import choices_schema
 from llm_server import fake_metrics, make_context
 
 OUTPUT_INSTRUCTION = (
@@ -39,7 +40,7 @@ def test_prompt_has_every_part_of_algorithm_2(history):
     text = PromptGenerator().build(make_context(history, best))
     assert text.startswith("You are an expert in the field of neural architecture search.")  # PromptApp
     assert "You need to follow the format in Template to generate a DNN architecture" in text  # PromptTask
-    assert json.dumps(ArchSpec.model_json_schema()) in text  # the Template's schema ...
+    assert json.dumps(choices_schema(load_choices(None))) in text  # the Template narrowed by the Choices ...
     assert json.dumps(example_spec().model_dump(mode="json")) in text  # ... and an example
     # PromptConst: task, best spec, its optMetrics, env and limits, priorities, choices
     assert "ISIC 2019 dataset (32x32 pixels)" in text and "3 classes: MEL, NV, BCC" in text
@@ -67,17 +68,37 @@ def test_iteration_one_has_no_best_and_points_to_the_example():
 
 def test_extras_show_top_k_recent_failed_and_tried(history):
     text = PromptGenerator(top_k=3, recent=2).build(make_context(history, history[1]))
+    compact = {c: json.dumps(_spec(c), separators=(",", ":")) for c in (16, 24, 32)}
+    tried = text.split("already tried (each with its id); do not repeat any of them:")[1].split("The next best")[0]
+    assert f"#0: {compact[16]}" in tried and f"#2: {compact[32]}" in tried
+    assert "#1: the current best architecture above" in tried  # shown in full only as the best
     top = text.split("The next best architectures so far")[1].split("most recent")[0]
-    assert json.dumps(_spec(16), separators=(",", ":")) in top  # the other ok one; the best is not repeated
-    assert format_opt_metrics(history[0].metrics) in top
+    assert f"1. #0: {format_opt_metrics(history[0].metrics)}" in top  # the other ok one, by id
     recent = text.split("The 2 most recent candidates")[1].split("Avoid these")[0]
-    assert "iteration 3" in recent and "iteration 4" in recent and "iteration 2" not in recent
-    failed = text.split("Avoid these attempts")[1].split("already tried")[0]
-    assert "failed: loss became NaN at epoch 2" in failed
+    assert "iteration 3 (llm): #2, failed" in recent and "iteration 4 (llm): no valid architecture" in recent
+    assert "iteration 2" not in recent
+    failed = text.split("Avoid these attempts")[1]
+    assert "#2, failed: loss became NaN at epoch 2" in failed
     assert "invalid: layers[0].kernel: 4 is not one of 1, 3, 5, 7" in failed
-    tried = text.split("already tried; do not repeat any of them:")[1]
-    for channels in (16, 24, 32):
-        assert json.dumps(_spec(channels), separators=(",", ":")) in tried
+    for channels in (16, 24, 32):  # every earlier architecture appears exactly once
+        assert text.count(compact[channels]) + text.count(json.dumps(_spec(channels)["layers"][0])) == 1
+    assert text.count("loss became NaN") == 1 and text.count(format_opt_metrics(history[0].metrics)) == 1
+
+
+def test_ids_keep_a_long_search_compact():
+    """Each spec once, reasons once: the prompt grows by about one line per candidate, not three."""
+    many = [
+        Candidate(i, i + 1, "llm", _spec(8 + i), "ok", fake_metrics(0.5 + i / 100, 0.05, 20_000 + i))
+        for i in range(12)
+    ]
+    text = PromptGenerator().build(make_context(many, many[-1]))
+    for c in many[:-1]:
+        assert text.count(json.dumps(c.spec, separators=(",", ":"))) == 1
+    recent = text.split("most recent candidates")[1]
+    assert "#9, its evaluation is in the list of next best" in recent  # top-k metrics are not repeated
+    shorter = PromptGenerator(show_tried=False).build(make_context(many, many[-1]))  # inline JSON instead
+    assert json.dumps(many[0].spec, separators=(",", ":")) not in shorter  # not referred to without ids
+    assert json.dumps(many[10].spec, separators=(",", ":")) in shorter  # in top-k, inline
 
 
 def test_extras_switch_off_to_the_papers_prompt(history):

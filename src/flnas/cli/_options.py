@@ -127,7 +127,18 @@ GracePeriod = Annotated[
 LlmModel = Annotated[str | None, typer.Option("--llm-model", help="Chat model name at the endpoint.")]
 LlmBaseUrl = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint URL.")]
 LlmTemperature = Annotated[float | None, typer.Option("--llm-temperature", min=0, max=2, help="Sampling temperature.")]
-LlmTimeout = Annotated[float | None, typer.Option("--llm-timeout", min=0, help="Seconds per LLM call.")]
+LlmTimeout = Annotated[
+    float | None, typer.Option("--llm-timeout", min=0, help="Seconds per LLM request, in all (default 120).")
+]
+LlmStructured = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-structured",
+        help="Structured output: auto (json_schema, stepping down to json_object and plain text when the "
+        "server refuses; a resumed study starts from what worked) | json_schema | json_object | off.",
+        show_default=False,
+    ),
+]
 LlmMaxRetries = Annotated[
     int | None, typer.Option("--llm-max-retries", min=0, help="Re-asks after an invalid reply (3).")
 ]

@@ -129,9 +129,13 @@ def register(app: typer.Typer) -> None:
         from flnas.data import default_synthetic_dir, prepare_data
         from flnas.evaluate import Evaluator, TrainConfig, format_opt_metrics
         from flnas.space import load_choices
+        from flnas.space.validate import size_issues
 
         spec = _read_spec(spec_path)
         choices = load_choices(choices_path)
+        too_big = size_issues(spec, choices)  # an absurd spec is refused before the data is prepared
+        if too_big:
+            raise SpecError(f"{spec_path}: invalid spec: {too_big[0]}")
         given = opt.train_overrides(
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
             class_weighted=class_weighted, precision=precision, channels_last=channels_last,

@@ -215,6 +215,7 @@ def register(app: typer.Typer) -> None:
         choices_path: opt.ChoicesPath = None,
         llm_model: opt.LlmModel = None,
         llm_base_url: opt.LlmBaseUrl = None,
+        llm_structured: opt.LlmStructured = None,
         repeats: Repeats = 0,
         top: Top = 3,
         epochs: opt.Epochs = None,
@@ -274,9 +275,11 @@ def register(app: typer.Typer) -> None:
         run_baselines(study, names, evaluator, out_dir=out, log=_log, on_epoch=_on_epoch)
         task, choices = task_from_setup(setup), choices_from_setup(setup)
         run_seed = int(setup.get("seed", 0))
-        wanted = {"model": llm_model, "base_url": llm_base_url, "seed": run_seed}
+        wanted = {"model": llm_model, "base_url": llm_base_url, "structured_output": llm_structured, "seed": run_seed}
         accepted = designer_options(designer)
         chosen = create_designer(designer, **{k: v for k, v in wanted.items() if k in accepted})
+        if hasattr(chosen, "resume_study"):  # start from the structured-output mode that worked before
+            chosen.resume_study(study, log=_log)
         _log(f"[2/4] search: designer {designer}, {iters} iterations, selection rule {selection!r}")
         set_search_settings(
             study, iters=iters, candidates=1, selection=selection, tolerance=tolerance, designer=designer

@@ -106,6 +106,19 @@ def _usage_totals(study: Any) -> dict[str, int]:
     return totals
 
 
+def _prompt_sizes(study: Any) -> dict[int, int]:
+    """Iteration -> the largest first-prompt size in tokens (from ``usage``) of its LLM proposals."""
+    sizes: dict[int, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("kind") != "search":
+            continue
+        tokens = ((t.user_attrs.get("record") or {}).get("prompt_size") or {}).get("tokens")
+        iteration = t.user_attrs.get("iteration")
+        if isinstance(tokens, int) and isinstance(iteration, int):
+            sizes[iteration] = max(sizes.get(iteration, 0), tokens)
+    return dict(sorted(sizes.items()))
+
+
 def _export_best(study: Any, best: Any, evaluator: Any, out: Path) -> str:
     """Copy the chosen candidate's files to out/best (retrain with the study's seed if they are gone)."""
     from flnas.study.export import export_candidate
@@ -200,6 +213,8 @@ def _run(
             accuracy=accuracy,
         )
     accuracy = accuracy_from_setup(setup)
+    if hasattr(designer, "resume_study"):  # the LLM designer starts from the structured-output mode that worked
+        designer.resume_study(study, log=lambda m: console.print(m, markup=False, highlight=False))
     what = "resuming study" if resumed else "new study"
     used = ": its stored setup is used" if resumed else ""
     where = f"{study_name!r} in {storage_url(storage)}"
@@ -288,6 +303,13 @@ def _run(
             "token usage (whole study): " + ", ".join(f"{key} {v:,}" for key, v in usage.items()),
             highlight=False,
         )
+    sizes = _prompt_sizes(study)
+    if sizes:
+        console.print(
+            "prompt size in tokens per iteration: " + ", ".join(f"{i}: {n:,}" for i, n in sizes.items()),
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.stopped:
         sys.exit(1)
 
@@ -368,6 +390,7 @@ def register(app: typer.Typer) -> None:
         llm_temperature: opt.LlmTemperature = None,
         llm_timeout: opt.LlmTimeout = None,
         llm_max_retries: opt.LlmMaxRetries = None,
+        llm_structured: opt.LlmStructured = None,
         prompt_template: opt.PromptTemplate = None,
         heartbeat_interval: opt.HeartbeatInterval = 20,
         grace_period: opt.GracePeriod = 120,
@@ -430,6 +453,7 @@ def register(app: typer.Typer) -> None:
                     "temperature": llm_temperature,
                     "timeout": llm_timeout,
                     "max_retries": llm_max_retries,
+                    "structured_output": llm_structured,
                     "prompt_template": prompt_template,
                     "seed": seed,
                 },

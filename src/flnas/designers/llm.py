@@ -5,8 +5,12 @@ the reply (``parse.extract_spec_json``), validate it against the Choices (``flna
 ask again with the exact validation errors until it is valid or ``max_retries`` is spent. A spec that equals
 an already evaluated one is invalid too ("already tried, with these metrics: ..."). Nothing from a reply is
 ever executed. HTTP failures (timeouts, connection errors, 429, 5xx) are retried with exponential backoff
-and jitter, done here rather than in the openai package so that every retry is recorded. Past the limits
-the proposal carries an ``error`` and the search goes on; ``propose`` never raises.
+and jitter, done here rather than in the openai package so that every retry is recorded; ``timeout`` bounds
+each request as a whole (``llm_http.chat_once``). The schema sent for constrained decoding and shown in the
+prompt is the Template narrowed by the study's Choices (``flnas.space.schema.choices_schema``); a server
+that refuses a ``response_format`` is asked in the next weaker one (``llm_http.FORMAT_MODES``) and the mode
+that works is recorded with every proposal, so that a resumed search starts from it (``resume``). Past the
+limits the proposal carries an ``error`` and the search goes on; ``propose`` never raises.
 
 The API key comes only from ``OPENAI_API_KEY`` and is never stored, logged or shown.
 """
@@ -17,12 +21,13 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from flnas.designers import llm_http
 from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
+from flnas.designers.llm_http import FORMAT_MODES, USER_MODES
 from flnas.designers.parse import ReplyParseError, extract_spec_json
 from flnas.designers.prompt import PromptGenerator, opt_metrics
 from flnas.errors import FlnasError, LLMError
@@ -37,12 +42,14 @@ except ModuleNotFoundError as _exc:  # the registry is written in parallel; keep
         return lambda cls: cls
 
 
-__all__ = ["DEFAULT_MODEL", "LLMDesigner", "is_configured"]
+__all__ = ["DEFAULT_MODEL", "FORMAT_MODES", "LLMDesigner", "USER_MODES", "is_configured"]
 
 DEFAULT_MODEL = "gpt-4o-mini"
-FORMAT_MODES = ("json_schema", "json_object", "off")  # structured output, tried in this order
 _RETRY_STATUS = {408, 409, 429}
-_FORMAT_WORDS = ("response_format", "response format", "json_schema", "json_object", "structured")
+MAX_STORED_REPLY = 20_000  # characters of a reply kept in the study (the head; its full size is recorded)
+MAX_RESENT_REPLY = 4_000  # characters of an invalid reply sent back to the LLM with the problems
+MAX_FEEDBACK_LINES = 20  # problems listed in one re-ask (the rest are counted)
+MAX_LINE = 1000  # characters of one problem line in a re-ask (an optMetrics line is ~500)
 
 
 def is_configured(base_url: str | None = None) -> bool:
@@ -73,8 +80,9 @@ class _CallFailed(Exception):
 class LLMDesigner(Designer):
     """The FL-NAS designer: an LLM proposes, flnas validates and asks again with the errors.
 
-    ``structured_output``: "auto" (= "json_schema", stepping down to "json_object" then plain text when the
-    server rejects a ``response_format``), "json_schema", "json_object" or "off". ``backoff_base`` doubles
+    ``structured_output``: "auto" (= "json_schema"), "json_schema", "json_object" (json_object with the
+    schema first), "off", or a mode of ``FORMAT_MODES``; a rejected mode steps down to the next weaker one
+    until plain text. ``timeout`` bounds each request as a whole, in seconds. ``backoff_base`` doubles
     on each HTTP retry up to ``backoff_max`` (times a jitter in [0.5, 1]); a Retry-After header is honoured
     up to ``retry_after_cap`` seconds.
     """
@@ -101,10 +109,13 @@ class LLMDesigner(Designer):
     ) -> None:
         import openai
 
-        if structured_output not in ("auto", *FORMAT_MODES):
-            raise LLMError(
-                f"structured_output must be auto, {', '.join(FORMAT_MODES)}; got {structured_output!r}"
-            )
+        start = USER_MODES.get(structured_output) or (
+            structured_output if structured_output in FORMAT_MODES else None
+        )
+        if start is None:
+            raise LLMError(f"--llm-structured must be one of {', '.join(USER_MODES)}; got {structured_output!r}")
+        if not timeout > 0:
+            raise LLMError(f"--llm-timeout must be a positive number of seconds; got {timeout:g}")
         self.model = model or os.environ.get("FLNAS_LLM_MODEL") or DEFAULT_MODEL
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
@@ -121,13 +132,16 @@ class LLMDesigner(Designer):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_cap = retry_after_cap
-        self.format_mode = "json_schema" if structured_output == "auto" else structured_output
+        self.structured_output = structured_output
+        self.format_mode = start
         self.prompt_generator = prompt_generator or PromptGenerator(prompt_template)
         self._secret = lambda: key  # kept out of vars()/repr as a plain string; used only to scrub text
+        # the client options hold the key and the full URL: behind a function, out of vars()/repr
+        self._client_options = lambda: {"api_key": key, "base_url": base_url}
         self._rng = random.Random(seed)
         self._sleep = sleep
         self._usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "calls": 0}
-        self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        openai.AsyncOpenAI(**self._client_options())  # a malformed base URL fails here, not mid-search
 
     def __repr__(self) -> str:
         return (
@@ -137,6 +151,31 @@ class LLMDesigner(Designer):
     def usage(self) -> dict[str, int]:
         """Cumulative tokens (prompt, completion, total) and number of successful calls."""
         return dict(self._usage)
+
+    def resume_study(self, study: Any, log: Callable[[str], None] = print) -> None:
+        """``resume`` from the records of an Optuna study's search trials (oldest first)."""
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        self.resume(
+            [t.user_attrs.get("record") for t in trials if t.user_attrs.get("kind") == "search"], log=log
+        )
+
+    def resume(self, records: Iterable[dict[str, Any]], log: Callable[[str], None] = print) -> None:
+        """Start from the structured-output mode that worked last in this study (``structured_output="auto"``).
+
+        ``records`` are the stored records of earlier proposals, oldest first; the newest one with a
+        successful call decides. An explicitly chosen mode is kept.
+        """
+        if self.structured_output != "auto":
+            return
+        for record in reversed(list(records)):
+            if not isinstance(record, dict) or record.get("designer") != self.name:
+                continue
+            mode = record.get("structured_output")
+            if mode in FORMAT_MODES and (record.get("usage") or {}).get("calls"):
+                if mode != self.format_mode:
+                    self.format_mode = mode
+                    log(f"llm: structured output {mode} (the mode that worked earlier in this study)")
+                return
 
     # -- propose ---------------------------------------------------------------------------------------
 
@@ -200,10 +239,12 @@ class LLMDesigner(Designer):
             "attempts": [],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "calls": 0},
         }
+        record["prompt_size"] = {"chars": sum(len(m["content"]) for m in messages), "tokens": None}
+        schema = self.prompt_generator.schema(context)
         errors: list[str] = []
         for attempt in range(1, self.max_retries + 2):
             try:
-                content, info = self._chat(messages, context.log)
+                content, info = self._chat(messages, schema, context.log)
             except _CallFailed as exc:
                 record["attempts"].append(
                     {"attempt": attempt, "raw": None, "spec": None, "errors": [exc.reason], **exc.info}
@@ -212,26 +253,27 @@ class LLMDesigner(Designer):
             for name, value in info["usage"].items():
                 record["usage"][name] += value
             record["usage"]["calls"] += 1
+            if record["prompt_size"]["tokens"] is None:
+                record["prompt_size"]["tokens"] = info["usage"]["prompt_tokens"] or None
             spec, errors = self._check(content, context, tried)
-            entry = {"attempt": attempt, "raw": content, "spec": spec, "errors": errors, **info}
+            entry = {"attempt": attempt, "raw": _head(content, MAX_STORED_REPLY), "spec": spec, "errors": errors}
+            if content is not None and len(content) > MAX_STORED_REPLY:
+                entry["raw_chars"] = len(content)
+            entry.update(info)
             record["attempts"].append(entry)
             if not errors:
                 return self._done(Proposal(spec, record))
-            context.log(f"llm: reply {attempt} is not a valid architecture: {errors[0]}")
-            feedback = (
-                "Your reply is not a valid architecture:\n"
-                + "\n".join(f"- {e}" for e in errors)
-                + "\nFix every problem above and reply with ONE JSON object that matches the Template's JSON "
-                "Schema, and nothing else."
-            )
+            context.log(f"llm: reply {attempt} is not a valid architecture: {errors[0][:MAX_LINE]}")
+            feedback = _feedback(errors)
             entry["feedback"] = feedback
             messages = [
                 *messages,
-                {"role": "assistant", "content": content or ""},
+                {"role": "assistant", "content": _head(content, MAX_RESENT_REPLY) or ""},
                 {"role": "user", "content": feedback},
             ]
         n = self.max_retries + 1
-        reason = f"the LLM gave no valid architecture in {n} replies; the last problem was: {errors[0]}"
+        last = errors[0][:MAX_LINE]
+        reason = f"the LLM gave no valid architecture in {n} replies; the last problem was: {last}"
         return self._done(Proposal(None, record, error=reason))
 
     def _check(
@@ -264,41 +306,26 @@ class LLMDesigner(Designer):
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
-    def _response_format(self) -> dict[str, Any] | None:
-        if self.format_mode == "json_schema":
-            from flnas.space import ArchSpec
-
-            # strict=False: OpenAI's strict mode forbids defaults and optional fields, which ArchSpec has;
-            # servers with guided decoding (vLLM, llama.cpp, Ollama) still follow the schema.
-            schema = {"name": "ArchSpec", "schema": ArchSpec.model_json_schema(), "strict": False}
-            return {"type": "json_schema", "json_schema": schema}
-        if self.format_mode == "json_object":
-            return {"type": "json_object"}
-        return None
-
     def _chat(
-        self, messages: list[dict[str, str]], log: Callable[[str], None]
+        self, messages: list[dict[str, str]], schema: dict[str, Any], log: Callable[[str], None]
     ) -> tuple[str | None, dict[str, Any]]:
-        """One completion, with HTTP retries; returns (content, info) or raises _CallFailed."""
+        """One completion, with HTTP retries and format step-downs; returns (content, info) or raises _CallFailed."""
         import openai
 
         retries: list[dict[str, Any]] = []
         start = time.perf_counter()
         failures = 0
         while True:
-            fmt = self._response_format()
-            info = {"response_format": self.format_mode, "http_retries": retries}
-            kwargs: dict[str, Any] = {
-                "model": self.model,
-                "messages": messages,
-                "temperature": self.temperature,
-            }
+            fmt = llm_http.response_format(self.format_mode, schema)
+            info: dict[str, Any] = {"response_format": self.format_mode, "http_retries": retries}
+            kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
             if fmt is not None:
                 kwargs["response_format"] = fmt
-            retry_after: float | None = None
+            wait_hint: float | None = None
             try:
-                response = self._client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError:
+                response, body = llm_http.chat_once(self._client_options(), kwargs, self.timeout)
+                content = llm_http.completion_content(response, body)
+            except (TimeoutError, openai.APITimeoutError):
                 problem = f"timed out after {self.timeout:g} s"
             except openai.APIConnectionError as exc:
                 problem = (
@@ -306,18 +333,14 @@ class LLMDesigner(Designer):
                 )
             except openai.APIStatusError as exc:
                 code = exc.status_code
-                message = self._scrub(_error_message(exc))
-                if code == 400 and fmt is not None and any(w in message.lower() for w in _FORMAT_WORDS):
+                message = self._scrub(llm_http.error_text(exc))
+                if fmt is not None and llm_http.rejects_format(code, llm_http.error_body(exc)):
                     old = self.format_mode
                     self.format_mode = FORMAT_MODES[FORMAT_MODES.index(old) + 1]
-                    retries.append(
-                        {
-                            "error": f"HTTP 400 rejected response_format {old}: {message}",
-                            "fallback": self.format_mode,
-                        }
-                    )
+                    rejected = f"HTTP {code} rejected response_format {old}: {message}"
+                    retries.append({"error": rejected, "fallback": self.format_mode})
                     log(
-                        f"llm: the server rejected response_format {old}; "
+                        f"llm: the server rejected response_format {old} (HTTP {code}); "
                         f"using {self.format_mode} from now on"
                     )
                     continue
@@ -325,24 +348,20 @@ class LLMDesigner(Designer):
                     info["latency_s"] = time.perf_counter() - start
                     raise _CallFailed(f"the LLM endpoint answered HTTP {code}: {message}", info) from None
                 problem = f"HTTP {code}: {message}"
-                retry_after = _retry_after(exc.response.headers)
-            except (openai.OpenAIError, ValueError) as exc:  # e.g. a 200 whose body is not JSON
+                wait_hint = llm_http.retry_after(exc.response.headers)
+            except (openai.OpenAIError, ValueError) as exc:  # e.g. a 200 whose body is not a chat completion
                 info["latency_s"] = time.perf_counter() - start
                 why = self._scrub(str(exc))[:300]
-                raise _CallFailed(
-                    f"the LLM endpoint sent a reply that is not a chat completion: {why}", info
-                ) from None
+                raise _CallFailed(f"the LLM endpoint sent a reply that is not a chat completion: {why}", info) from None
             else:
                 info["latency_s"] = time.perf_counter() - start
                 info["usage"] = self._count(response)
-                return _content(response), info
+                return content, info
             if failures >= self.max_http_retries:
                 info["latency_s"] = time.perf_counter() - start
-                reason = (
-                    f"the LLM endpoint failed {failures + 1} times in a row, the last time with {problem}"
-                )
+                reason = f"the LLM endpoint failed {failures + 1} times in a row, the last time with {problem}"
                 raise _CallFailed(reason, info)
-            wait = self._backoff(failures, retry_after)
+            wait = self._backoff(failures, wait_hint)
             retries.append({"error": problem, "wait_s": round(wait, 4)})
             log(f"llm: {problem}; retrying in {wait:.2f} s")
             self._sleep(wait)
@@ -355,11 +374,7 @@ class LLMDesigner(Designer):
         return delay * (0.5 + 0.5 * self._rng.random())
 
     def _count(self, response: Any) -> dict[str, int]:
-        usage = getattr(response, "usage", None)
-        counts = {
-            name: int(getattr(usage, name, 0) or 0)
-            for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-        }
+        counts = llm_http.usage_counts(response)
         for name, value in counts.items():
             self._usage[name] += value
         self._usage["calls"] += 1
@@ -379,42 +394,27 @@ class LLMDesigner(Designer):
         return value
 
     def _done(self, proposal: Proposal) -> Proposal:
+        proposal.record["structured_output"] = self.format_mode  # what a resumed search starts from
         proposal.record = self._scrub(proposal.record)
         proposal.error = self._scrub(proposal.error) if proposal.error else None
         return proposal
 
 
-def _content(response: Any) -> str | None:
-    """The first choice's text; None when the server sent none (parsing then reports an empty reply)."""
-    try:
-        content = response.choices[0].message.content
-    except (AttributeError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else None
+def _head(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, saying how long it was (huge replies are not kept or resent)."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[... cut: the reply was {len(text):,} characters long]"
 
 
-def _error_message(exc: Any) -> str:
-    """The server's error text, short."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        text = inner.get("message") if isinstance(inner, dict) else inner
-        if text:
-            return str(text)[:300]
-    return str(getattr(exc, "message", exc))[:300]
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from Retry-After (seconds or an HTTP date) or retry-after-ms; None when absent/unreadable."""
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError):
-        return None
+def _feedback(errors: list[str]) -> str:
+    """The re-ask: every problem as a line (at most MAX_FEEDBACK_LINES, each at most MAX_LINE characters)."""
+    lines = [f"- {e[:MAX_LINE]}" + ("..." if len(e) > MAX_LINE else "") for e in errors[:MAX_FEEDBACK_LINES]]
+    if len(errors) > MAX_FEEDBACK_LINES:
+        lines.append(f"- ... and {len(errors) - MAX_FEEDBACK_LINES} more problems")
+    return (
+        "Your reply is not a valid architecture:\n"
+        + "\n".join(lines)
+        + "\nFix every problem above and reply with ONE JSON object that matches the Template's JSON "
+        "Schema, and nothing else."
+    )

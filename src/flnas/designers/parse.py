@@ -8,11 +8,15 @@ back to the LLM (for example a trailing comma, or an object cut off before its c
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-__all__ = ["ReplyParseError", "extract_spec_json"]
+from flnas.space.files import loads_bounded
+
+__all__ = ["MAX_REPLY_CHARS", "ReplyParseError", "extract_spec_json"]
+
+MAX_REPLY_CHARS = 50_000  # an architecture is a few hundred characters; prose around it a few thousand
+MAX_SPANS = 50  # brace spans parsed by the prose scan (each is scanned to its end: bounded work)
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\r?\n(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*[}\]]")
@@ -27,8 +31,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def _loads(text: str) -> Any:
-    """Strict JSON: NaN/Infinity are rejected (Python's json would accept them)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """Strict JSON: NaN/Infinity are rejected (Python's json would accept them); deep nesting is a ValueError."""
+    return loads_bounded(text, parse_constant=_reject_constant)
 
 
 def _describe(text: str, exc: Exception) -> str:
@@ -65,7 +69,9 @@ def _balanced_objects(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     problems: list[str] = []
     failed_until = -1  # end of the last span that did not parse: objects inside it are fragments
     i, n = 0, len(text)
-    while i < n:
+    spans = 0
+    while i < n and spans < MAX_SPANS:
+        spans += 1
         start = text.find("{", i)
         if start < 0:
             break
@@ -127,6 +133,11 @@ def extract_spec_json(text: str | None) -> dict[str, Any]:
     """
     if text is None or not text.strip():
         raise ReplyParseError("the reply is empty; it must contain one JSON object")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ReplyParseError(
+            f"the reply is {len(text):,} characters long, more than the {MAX_REPLY_CHARS:,} read; "
+            "reply with one JSON object of a few hundred characters and nothing else"
+        )
     stripped = text.strip()
     problems: list[str] = []
 

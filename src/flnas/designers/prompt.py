@@ -1,10 +1,13 @@
 """PromptGenerator: Algorithm 2 of the paper, with its text in a replaceable template file.
 
 The prompt is PromptApp ("You are an expert in the field of neural architecture search.") + PromptTask
-(follow the Template: the ArchSpec JSON Schema and an example) + PromptConst (the task, the best-so-far
-architecture and its evaluation in the paper's optMetrics form, the target Env and its limits, the metric
-priorities, and the Choices). flnas adds switchable extras the paper does not have: the top-k and the most
-recent candidates with their metrics, the invalid or failed attempts to avoid, and the already-tried specs.
+(follow the Template: the ArchSpec JSON Schema narrowed by the study's Choices, and an example) +
+PromptConst (the task, the best-so-far architecture and its evaluation in the paper's optMetrics form, the
+target Env and its limits, the metric priorities, and the Choices). flnas adds switchable extras the paper
+does not have: the already-tried specs, the top-k and the most recent candidates with their metrics, and the
+invalid or failed attempts to avoid. To keep the prompt short on long searches every earlier architecture
+appears once: the tried list gives each a short id (``#<trial number>``; the best-so-far is shown only in
+full above), and the other lists refer to those ids.
 
 The text lives in ``prompt_template.txt`` (``string.Template``: ``${name}`` placeholders, ``$$`` for a
 literal dollar). A ``[system]`` line starts the system message and a ``[user]`` line the user message; a
@@ -27,7 +30,7 @@ __all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDERS", "REQUIRED_PLACEHOLDERS", "PromptG
 DEFAULT_TEMPLATE = Path(__file__).with_name("prompt_template.txt")
 
 PLACEHOLDERS: dict[str, str] = {
-    "schema": "the Template: the architecture's JSON Schema (ArchSpec.model_json_schema())",
+    "schema": "the Template: the architecture's JSON Schema narrowed by the Choices (choices_schema())",
     "example": "an example architecture as JSON (example_spec())",
     "dataset": "the dataset name, e.g. ISIC 2019",
     "image_size": "the input image side in pixels",
@@ -38,10 +41,10 @@ PLACEHOLDERS: dict[str, str] = {
     "env": "the target device (Env), e.g. Raspberry Pi 4",
     "limits": "the Env's budgets from Choices (max params, max latency), as a sentence",
     "choices": "the Choices (allowed ranges and budgets) as JSON",
-    "top_k": "extra: the next-best candidates with their metrics (empty when switched off)",
-    "recent": "extra: the most recent candidates with their metrics or failure (empty when switched off)",
-    "failed": "extra: invalid or failed attempts to avoid, with reasons (empty when switched off)",
-    "tried": "extra: every already-tried spec, compact, not to repeat (empty when switched off)",
+    "top_k": "extra: the next-best candidates (by id) with their metrics (empty when switched off)",
+    "recent": "extra: the most recent candidates (by id) with their metrics or failure (empty when off)",
+    "failed": "extra: invalid or failed attempts (by id) to avoid, with reasons (empty when switched off)",
+    "tried": "extra: every already-tried spec once, compact, with its id; not to repeat (empty when off)",
     "iteration": "the 1-based iteration being designed",
 }
 REQUIRED_PLACEHOLDERS = ("schema", "best", "choices")
@@ -180,15 +183,26 @@ class PromptGenerator:
 
     # -- the parts -------------------------------------------------------------------------------------
 
+    @staticmethod
+    def schema(context: DesignContext) -> dict[str, Any]:
+        """The Template narrowed by the context's Choices: shown in the prompt and sent for constrained decoding."""
+        from flnas.space import choices_from_dict
+        from flnas.space.schema import choices_schema
+
+        choices = context.choices
+        if not hasattr(choices, "model_dump"):
+            choices = choices_from_dict(dict(choices))
+        return choices_schema(choices)
+
     def values(self, context: DesignContext) -> dict[str, str]:
         """Every placeholder's text for this context (what the template is filled with)."""
-        from flnas.space import ArchSpec, example_spec
+        from flnas.space import example_spec
 
         task = context.task
         choices = _as_dict(context.choices)
         groups = "; ".join(f"{attr}: {', '.join(names)}" for attr, names in task.groups.items())
         return {
-            "schema": json.dumps(ArchSpec.model_json_schema()),
+            "schema": json.dumps(self.schema(context)),
             "example": json.dumps(_as_dict(example_spec())),
             "dataset": task.dataset,
             "image_size": str(task.image_size),
@@ -222,61 +236,96 @@ class PromptGenerator:
             + f"\n```\nand its evaluation is: {opt_metrics(best)}"
         )
 
-    def _top_k(self, context: DesignContext) -> str:
+    # -- the extras: every earlier architecture once, with an id the other lists refer to ------------
+
+    def _ids(self, context: DesignContext) -> dict[str, str]:
+        """compact spec JSON -> ``#<trial number>`` of the first candidate with it (oldest first)."""
+        ids: dict[str, str] = {}
+        for c in context.history:
+            if c.spec is not None:
+                ids.setdefault(_compact(c.spec), f"#{c.number}")
+        return ids
+
+    def _ref(self, c: Candidate, ids: dict[str, str]) -> str:
+        """How a list names a candidate's architecture: its id when the tried list is shown, else its JSON."""
+        if c.spec is None:
+            return "no valid architecture"
+        if self.show_tried:
+            return ids.get(_compact(c.spec), _compact(c.spec))
+        return _compact(c.spec)
+
+    def _ranked(self, context: DesignContext) -> list[Candidate]:
         if self.top_k <= 0:
-            return ""
+            return []
         ok = [c for c in context.history if c.status == "ok" and c.metrics and c.spec is not None]
         best_number = context.best.number if context.best else None
-        ranked = [c for c in _rank(ok, context) if c.number != best_number][: self.top_k]
+        return [c for c in _rank(ok, context) if c.number != best_number][: self.top_k]
+
+    def _top_k(self, context: DesignContext) -> str:
+        ranked = self._ranked(context)
         if not ranked:
             return ""
+        ids = self._ids(context)
         lines = ["The next best architectures so far (best first) and their evaluations:"]
-        lines += [f"{i}. {_compact(c.spec)}\n   {opt_metrics(c)}" for i, c in enumerate(ranked, 1)]
+        lines += [f"{i}. {self._ref(c, ids)}: {opt_metrics(c)}" for i, c in enumerate(ranked, 1)]
         return "\n".join(lines)
 
     def _recent(self, context: DesignContext) -> str:
         if self.recent <= 0 or not context.history:
             return ""
+        ids = self._ids(context)
         recent = context.history[-self.recent :]
-        lines = [f"The {len(recent)} most recent candidates (oldest first):"]
+        shown = {c.number for c in self._ranked(context)}  # their evaluations are in the top-k list
+        bad = {c.number for c in self._bad(context)}  # their reasons are in the list of attempts to avoid
         best_number = context.best.number if context.best else None
+        lines = [f"The {len(recent)} most recent candidates (oldest first):"]
         for c in recent:
-            spec = _compact(c.spec) if c.spec is not None else "(no valid architecture)"
+            head = f"- iteration {c.iteration} ({c.designer}): "
             if c.number == best_number:
-                lines.append(f"- iteration {c.iteration} ({c.designer}): the current best architecture above")
-                continue
-            lines.append(f"- iteration {c.iteration} ({c.designer}): {spec}\n  {opt_metrics(c)}")
+                lines.append(head + "the current best architecture above")
+            elif c.number in shown:
+                lines.append(head + f"{self._ref(c, ids)}, its evaluation is in the list of next best")
+            elif c.number in bad:
+                lines.append(head + f"{self._ref(c, ids)}, {c.status} (why: in the attempts to avoid)")
+            else:
+                lines.append(head + f"{self._ref(c, ids)}, {opt_metrics(c)}")
         return "\n".join(lines)
 
-    def _failed(self, context: DesignContext) -> str:
+    def _bad(self, context: DesignContext) -> list[Candidate]:
         if not self.show_failed:
-            return ""
-        bad = [c for c in context.history if c.status in ("failed", "invalid", "degenerate")][-_MAX_LISTED:]
+            return []
+        return [c for c in context.history if c.status in ("failed", "invalid", "degenerate")][-_MAX_LISTED:]
+
+    def _failed(self, context: DesignContext) -> str:
+        bad = self._bad(context)
         if not bad:
             return ""
+        ids = self._ids(context)
         lines = ["Avoid these attempts, which were invalid, failed in training, or degenerate (one class):"]
         for c in bad:
-            spec = _compact(c.spec) if c.spec is not None else "(no valid architecture)"
-            lines.append(
-                f"- iteration {c.iteration}: {spec}\n  {c.status}: {c.reason or 'no reason recorded'}"
-            )
+            why = c.reason or "no reason recorded"
+            lines.append(f"- iteration {c.iteration}: {self._ref(c, ids)}, {c.status}: {why}")
         return "\n".join(lines)
 
     def _tried(self, context: DesignContext) -> str:
         if not self.show_tried:
             return ""
-        seen: dict[str, None] = {}
-        for c in context.history:
-            if c.spec is not None:
-                seen.setdefault(_compact(c.spec))
-        tried = list(seen)
-        if not tried:
+        ids = self._ids(context)
+        if not ids:
             return ""
-        skipped = len(tried) - _MAX_LISTED
-        lines = ["These architectures were already tried; do not repeat any of them:"]
-        if skipped > 0:
-            lines.append(f"({skipped} earlier ones not shown)")
-        lines += [f"- {s}" for s in tried[-_MAX_LISTED:]]
+        best = context.best
+        best_key = _compact(best.spec) if best is not None and best.spec is not None else None
+        # every id another list refers to is defined here; beyond those, the most recent _MAX_LISTED
+        wanted = {_compact(c.spec) for c in [*self._ranked(context), *self._bad(context)] if c.spec is not None}
+        wanted |= {_compact(c.spec) for c in context.history[-max(self.recent, 0) :] if c.spec is not None}
+        keys = list(ids)
+        keep = set(keys[-_MAX_LISTED:]) | wanted
+        shown = [key for key in keys if key in keep]
+        lines = ["These architectures were already tried (each with its id); do not repeat any of them:"]
+        if len(shown) < len(keys):
+            lines.append(f"({len(keys) - len(shown)} earlier ones not shown)")
+        for key in shown:
+            lines.append(f"{ids[key]}: " + ("the current best architecture above" if key == best_key else key))
         return "\n".join(lines)
 
     # -- the prompt ------------------------------------------------------------------------------------

@@ -236,14 +236,20 @@ def schema_issues(exc: ValidationError, prefix: str, data: Any, *, is_layer: boo
 def _is_json(value: Any) -> bool:
     try:
         json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
     return True
 
 
+_MAX_SHOWN = 120  # characters of a value quoted in a message; the rest is summarised by its size
+
+
 def json_value(value: Any) -> str:
-    """``value`` as it would appear in the JSON (strings quoted), for messages."""
-    return json.dumps(value) if _is_json(value) else repr(value)
+    """``value`` as it would appear in the JSON (strings quoted), for messages; a huge value is cut short."""
+    text = json.dumps(value) if _is_json(value) else repr(value)
+    if len(text) <= _MAX_SHOWN:
+        return text
+    return f"{text[:_MAX_SHOWN]}... ({len(text):,} characters)"
 
 
 _JSON_KINDS = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", int: "a JSON number",

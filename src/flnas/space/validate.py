@@ -1,7 +1,8 @@
 """Check a proposed architecture against the Template, the Choices and the input size, all at once.
 
 Every problem becomes a :class:`SpecIssue` with a JSON path (``layers[3].kernel``) and one sentence an LLM
-can act on. The checks, in order: JSON syntax; the schema (each layer and the head on its own, so one bad
+can act on. The checks, in order: JSON syntax; absurd nesting depth or list lengths (such a spec is refused
+at once, with only these problems); the schema (each layer and the head on its own, so one bad
 layer does not hide the others); values outside the Choices; layer counts; the feature-map size walked
 layer by layer at the input size; the parameter (and optional FLOPs) budget, counted from the spec; and a
 dry-run forward of a zero image through the built model that must give shape ``(1, num_classes)``.
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from flnas.errors import SpecError
 from flnas.space.choices import Choices
+from flnas.space.files import MAX_DEPTH, TooDeepError, json_depth, loads_bounded
 from flnas.space.spec import (
     CONV_TYPES,
     LAYER_ADAPTER,
@@ -292,12 +294,48 @@ def dry_run(spec: ArchSpec, num_classes: int, image_size: int) -> tuple[int, ...
     return tuple(out.shape)
 
 
+def _absurd(n: int, limit: int) -> bool:
+    """Far over a list limit: not worth checking item by item (a little over still gets every problem)."""
+    return n > max(2 * limit, limit + 8)
+
+
+def size_issues(raw: Any, choices: Choices) -> list[SpecIssue]:
+    """Problems found without looking inside a single layer: absurd nesting depth or list lengths.
+
+    Checked first, in microseconds, so that an absurd spec (10,000 layers, 20,000 hidden widths, JSON nested
+    thousands deep) is refused at once instead of after validating and building every layer. A list only a
+    little over its limit is left to the full validation, which lists every problem at once.
+    """
+    if json_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        return [SpecIssue("$", f"nested more than {MAX_DEPTH} levels deep; an architecture needs 4")]
+    if not isinstance(raw, dict):
+        return []
+    issues = []
+    layers = raw.get("layers")
+    if isinstance(layers, list) and _absurd(len(layers), choices.max_total_layers):
+        issues.append(
+            SpecIssue(
+                "layers",
+                f"{len(layers)} layers in total is more than the Choices' maximum "
+                f"of {choices.max_total_layers}; remove pool, dropout or conv layers",
+            )
+        )
+    head = raw.get("head")
+    hidden = head.get("hidden") if isinstance(head, dict) else None
+    if isinstance(hidden, list) and _absurd(len(hidden), choices.max_head_layers):
+        msg = f"{len(hidden)} hidden layers is more than the Choices' maximum of {choices.max_head_layers}"
+        issues.append(SpecIssue("head.hidden", msg + "; remove some"))
+    return issues
+
+
 def _parse(data: dict | str | ArchSpec) -> tuple[Any, list[SpecIssue]]:
     if isinstance(data, ArchSpec):
         return data.model_dump(mode="json"), []
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
+            data = loads_bounded(data)
+        except TooDeepError as exc:
+            return None, [SpecIssue("$", f"{exc}; reply with one JSON object")]
         except json.JSONDecodeError as exc:
             return None, [
                 SpecIssue(
@@ -333,6 +371,9 @@ def validate_spec(
     raw, issues = _parse(data)
     if raw is None:
         return ValidationResult(None, issues)
+    too_big = size_issues(raw, choices)
+    if too_big:
+        return ValidationResult(None, too_big)
     for key in raw:
         if key not in ("layers", "head"):
             issues.append(SpecIssue(str(key), 'unknown field; the architecture has only "layers" and "head"'))
