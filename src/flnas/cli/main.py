@@ -1,4 +1,4 @@
-"""Entry point: ``flnas data | metrics | space | evaluate | search | prompt | export | baselines | report``.
+"""Entry point: ``flnas data | metrics | space | evaluate | search | prompt | export | baselines | report | llm``.
 
 Each command lives in its own module and imports heavy libraries (torch, optuna) only when it runs,
 so ``flnas --help`` stays fast. Errors a user can cause (:class:`flnas.errors.FlnasError`) end as one
@@ -40,10 +40,11 @@ def _root(
 
 
 def _register() -> None:
-    from flnas.cli import data, evaluate, export, metrics, report, search, space
+    from flnas.cli import data, evaluate, export, llm, metrics, report, search, space
 
     app.add_typer(data.app, name="data")
     app.add_typer(space.app, name="space")
+    app.add_typer(llm.app, name="llm")
     metrics.register(app)
     evaluate.register(app)
     search.register(app)
@@ -101,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         # without standalone mode click returns the code of `typer.Exit(n)` instead of exiting
         rc = app(args=argv, prog_name="flnas", standalone_mode=False)
     except FlnasError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escaped: a message may hold brackets that are not markup, e.g. pip install 'flnas[local-llm]'
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
