@@ -20,12 +20,19 @@ with search seed r and training seed r, the same TrainConfig and the same Choice
   with no other candidate selects none). The rule, tolerance and accuracy are also what every designer is
   given as "best so far", so they steer the searches.
 
+For the llm designer it also reads every reply back from the study: the validity rate per reply (and what
+the invalid ones were: unparseable, outside the Template/Choices, failing the shape/budget checks, or a
+repeat of a tried spec), replies per valid architecture, seconds per proposal, and the prompt's size in
+tokens per iteration. ``--local-llm`` starts the offline model of the ``local-llm`` extra
+(``flnas.designers.local.LocalServer``: llama-cpp-python's server with SmolLM2-135M-Instruct) for it.
+
 The default (synthetic data, 600 records at 32x32, N=10 as the paper's IterMax, R=5, 3 epochs, Choices
 capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) is sized to finish in under
 15 minutes on 2 idle cores (about 6 minutes measured; a loaded machine is several times slower).
 
     .venv/bin/python bench/search_quality.py
     .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --subset 1500
+    .venv/bin/python bench/search_quality.py --designers random,llm --local-llm --repeats 2
 """
 
 from __future__ import annotations
@@ -80,6 +87,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tolerance", type=float, default=0.02, help="accuracy tolerance of the rule")
     p.add_argument("--llm-model", default=None, help="chat model of the llm designer (default: its own)")
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
+    p.add_argument("--llm-structured", default=None, help="auto | json_schema | json_object | off")
+    p.add_argument(
+        "--local-llm", action="store_true", help="serve SmolLM2-135M locally for the llm designer (local-llm extra)"
+    )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     args = p.parse_args(argv)
@@ -216,7 +227,9 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     seconds = time.perf_counter() - start
     best = result.best
     test = ((best.metrics or {}).get("test") or {}) if best else {}
+    llm = llm_stats(study) if designer_name == "llm" else None
     return {
+        "llm": llm,
         "curve": hv_curve(result.candidates, float(args.max_params), args.accuracy),
         "evaluated": result.evaluated,
         "degenerate": sum(1 for c in result.candidates if c.status == "degenerate"),
@@ -241,7 +254,64 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
 
 def designer_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor options from the flags: the endpoint and model for the llm designer, none for the rest."""
-    return {"model": args.llm_model, "base_url": args.llm_base_url} if name == "llm" else {}
+    if name != "llm":
+        return {}
+    return {"model": args.llm_model, "base_url": args.llm_base_url, "structured_output": args.llm_structured}
+
+
+def reply_kind(errors: list[str]) -> str:
+    """What an LLM reply was: valid, or why not (by its first problem)."""
+    if not errors:
+        return "valid"
+    first = errors[0]
+    if first.startswith("(reply)"):
+        return "unparseable"
+    if "already tried" in first or "already proposed" in first:
+        return "repeat"
+    if first.startswith("$:") or (first.startswith("layers:") and "layers" in first.split(":", 1)[1]):
+        return "shape/budget/count"
+    return "template/choices"
+
+
+def llm_stats(study) -> dict[str, Any]:
+    """Replies, their validity and kinds, tokens and seconds of an llm search, read back from its study."""
+    kinds: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    proposals = valid = 0
+    design_seconds, prompt_tokens, completion_tokens = [], {}, 0
+    modes = set()
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        record = t.user_attrs.get("record") or {}
+        if t.user_attrs.get("kind") != "search" or record.get("designer") != "llm":
+            continue
+        proposals += 1
+        valid += t.user_attrs.get("spec") is not None
+        modes.add(record.get("structured_output"))
+        if record.get("design_seconds") is not None:
+            design_seconds.append(record["design_seconds"])
+        size = (record.get("prompt_size") or {}).get("tokens")
+        if size:
+            prompt_tokens.setdefault(t.user_attrs.get("iteration"), []).append(size)
+        completion_tokens += (record.get("usage") or {}).get("completion_tokens") or 0
+        for attempt in record.get("attempts") or []:
+            if attempt.get("raw") is None:  # an HTTP failure, not a reply
+                continue
+            kind = reply_kind(attempt.get("errors") or [])
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind != "valid":
+                examples.setdefault(kind, (attempt.get("errors") or [""])[0][:160])
+    replies = sum(kinds.values())
+    return {
+        "replies": replies,
+        "kinds": kinds,
+        "examples": examples,
+        "valid_architectures": valid,
+        "proposals": proposals,
+        "seconds_per_proposal": _mean(design_seconds),
+        "prompt_tokens_per_iteration": {i: max(v) for i, v in sorted(prompt_tokens.items())},
+        "completion_tokens": completion_tokens,
+        "modes": sorted(m for m in modes if m),
+    }
 
 
 def evals_to_reach(curve: list[float], target: float) -> int | None:
@@ -285,6 +355,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_machine(machine)
     warnings.filterwarnings("ignore", message=".*experimental.*")  # optuna's set_metric_names notice
     designers = [d.strip() for d in args.designers.split(",") if d.strip()]
+    server = None
+    if args.local_llm:
+        from flnas.designers.local import LocalServer
+
+        server = LocalServer(threads=args.threads).start()
+        args.llm_base_url, args.llm_model = server.base_url, args.llm_model or server.model
+        print(f"local LLM: {server.command[server.command.index('--model') + 1]} at {server.base_url}")
+        if "llm" not in designers:
+            designers.append("llm")
     if "llm" in designers and not is_configured(args.llm_base_url):
         print("llm: no endpoint configured (OPENAI_BASE_URL / OPENAI_API_KEY); left out")
         designers.remove("llm")
@@ -293,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     choices = load_choices(None).model_copy(update={"max_params": args.max_params, "max_flops": args.max_flops})
     runs: dict[str, list[dict[str, Any]]] = {d: [] for d in designers}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="flnas-bench-search-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="flnas-bench-search-") as tmp_name, _stopping(server):
         tmp = Path(tmp_name)
         data = load_data(args, tmp)
         print(
@@ -313,6 +392,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{run['seconds']:.0f} s, load {load_average()}",
                     flush=True,
                 )
+                if run["llm"]:
+                    print(f"    llm: {run['llm']}", flush=True)
     total_s = time.perf_counter() - started
 
     def final(run: dict[str, Any]) -> float:
@@ -415,8 +496,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "reference_point": [1.0, 1.0, 1.0],
         },
     }
+    if "llm" in runs and runs["llm"]:
+        figures["llm"] = llm_summary(runs["llm"], args.iters)
     emit_json("search_quality", figures, machine=machine)
     return figures
+
+
+def _stopping(server):
+    """A context that stops the local LLM server (if one was started) when the benchmark ends."""
+    import contextlib
+
+    return contextlib.closing(server) if server is not None else contextlib.nullcontext()
+
+
+def llm_summary(llm_runs: list[dict[str, Any]], iters: int) -> dict[str, Any]:
+    """The llm row: validity per reply, replies per valid architecture, seconds and tokens (all repeats)."""
+    stats = [r["llm"] for r in llm_runs if r.get("llm")]
+    kinds: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for s in stats:
+        for kind, n in s["kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+        for kind, text in s["examples"].items():
+            examples.setdefault(kind, text)
+    replies = sum(kinds.values())
+    valid_archs = sum(s["valid_architectures"] for s in stats)
+    per_iteration: dict[int, list[int]] = {}
+    for s in stats:
+        for i, n in s["prompt_tokens_per_iteration"].items():
+            per_iteration.setdefault(int(i), []).append(n)
+    summary = {
+        "replies": replies,
+        "valid_replies": kinds.get("valid", 0),
+        "validity_per_reply": kinds.get("valid", 0) / replies if replies else None,
+        "validity_per_reply_counting_repeats_as_valid": (
+            (kinds.get("valid", 0) + kinds.get("repeat", 0)) / replies if replies else None
+        ),
+        "kinds": kinds,
+        "examples": examples,
+        "replies_per_valid_architecture": replies / valid_archs if valid_archs else None,
+        "seconds_per_proposal": _mean([s["seconds_per_proposal"] for s in stats]),
+        "prompt_tokens_per_iteration": {i: _mean(v) for i, v in sorted(per_iteration.items())},
+        "completion_tokens_per_iteration": _mean([s["completion_tokens"] / iters for s in stats]),
+        "modes": sorted({m for s in stats for m in s["modes"]}),
+    }
+    print("\nllm designer (all repeats):")
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+    return summary
 
 
 if __name__ == "__main__":

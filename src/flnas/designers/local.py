@@ -142,6 +142,8 @@ class LocalServer:
             self._log.close()
             self._log = None
 
+    close = stop  # for contextlib.closing
+
     def __enter__(self) -> LocalServer:
         return self.start()
 
