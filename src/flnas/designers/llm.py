@@ -107,7 +107,7 @@ class LLMDesigner(Designer):
         seed: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import openai
+        import openai  # noqa: F401 - fail at construction, not mid-search, when openai is missing
 
         start = USER_MODES.get(structured_output) or (
             structured_output if structured_output in FORMAT_MODES else None
@@ -141,7 +141,6 @@ class LLMDesigner(Designer):
         self._rng = random.Random(seed)
         self._sleep = sleep
         self._usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "calls": 0}
-        openai.AsyncOpenAI(**self._client_options())  # a malformed base URL fails here, not mid-search
 
     def __repr__(self) -> str:
         return (

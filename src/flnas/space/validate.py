@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from flnas.errors import SpecError
 from flnas.space.choices import Choices
+from flnas.space.cost import check_budgets, spec_cost
 from flnas.space.files import MAX_DEPTH, TooDeepError, json_depth, loads_bounded
 from flnas.space.spec import (
     CONV_TYPES,
@@ -237,43 +238,6 @@ def check_shapes(spec: ArchSpec, image_size: int) -> list[SpecIssue]:
     return issues
 
 
-def _norm_params(norm: str, channels: int) -> int:
-    return 0 if norm == "none" else 2 * channels  # every norm flnas builds has an affine weight and bias
-
-
-def spec_cost(spec: ArchSpec, num_classes: int, image_size: int) -> dict[str, int]:
-    """Parameters and FLOPs per image, computed from the spec without building it.
-
-    FLOPs follow ``torch.utils.flop_counter``: 2 x multiply-adds of convolutions and linear layers (bias,
-    norms, activations and pooling are not counted). Equal to what the built model gives (tested).
-    """
-    params = flops = 0
-    c_in, size = 3, image_size
-    for layer in spec.layers:
-        if layer.type in CONV_TYPES:
-            c, k, s, bias = layer.channels, layer.kernel, layer.stride, layer.norm == "none"
-            size = (size - 1) // s + 1
-            if layer.type == "conv":
-                params += c_in * c * k * k + bias * c + _norm_params(layer.norm, c)
-                flops += 2 * c_in * c * k * k * size * size
-            else:
-                params += c_in * k * k + bias * c_in + _norm_params(layer.norm, c_in)
-                params += c_in * c + bias * c + _norm_params(layer.norm, c)
-                flops += 2 * (c_in * k * k + c_in * c) * size * size
-            if layer.residual and (c_in != c or s != 1):
-                params += c_in * c + bias * c + _norm_params(layer.norm, c)
-                flops += 2 * c_in * c * size * size
-            c_in = c
-        elif layer.type == "pool":
-            size = max(1, size // layer.kernel)
-    width = c_in
-    for hidden in [*spec.head.hidden, num_classes]:
-        params += width * hidden + hidden
-        flops += 2 * width * hidden
-        width = hidden
-    return {"params": params, "flops": flops}
-
-
 def dry_run(spec: ArchSpec, num_classes: int, image_size: int) -> tuple[int, ...]:
     """Run a 1x3xSxS zero image through the built model (eval mode) and return the output shape.
 
@@ -420,7 +384,7 @@ def validate_spec(
     issues.extend(shape_issues)
     cost = spec_cost(spec, num_classes, image_size)
     result = ValidationResult(spec, issues, params=cost["params"], flops=cost["flops"])
-    issues.extend(_check_budgets(cost, choices, image_size))
+    issues.extend(check_budgets(cost, choices, image_size))
     small = cost["params"] <= DRY_RUN_MAX_PARAMS and cost["flops"] <= DRY_RUN_MAX_FLOPS
     if dry_run_forward and not shape_issues and small:
         try:
@@ -432,20 +396,3 @@ def validate_spec(
             if shape != (1, num_classes):
                 issues.append(SpecIssue("$", f"the output shape is {shape}, expected (1, {num_classes})"))
     return result
-
-
-def _check_budgets(cost: dict[str, int], choices: Choices, image_size: int) -> list[SpecIssue]:
-    issues = []
-    if choices.max_params is not None and cost["params"] > choices.max_params:
-        msg = (
-            f"the network has {cost['params']:,} parameters, over the budget of {choices.max_params:,}; "
-            "use fewer channels, smaller kernels, sepconv or fewer layers"
-        )
-        issues.append(SpecIssue("$", msg))
-    if choices.max_flops is not None and cost["flops"] > choices.max_flops:
-        msg = (
-            f"the network needs {cost['flops']:,} FLOPs per image at input size {image_size}, over the "
-            f"budget of {choices.max_flops:,}; downsample earlier or use fewer channels"
-        )
-        issues.append(SpecIssue("$", msg))
-    return issues
