@@ -37,6 +37,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "space validate": ("--image-szie", ["--num-classes", "two"]),
     "space to-pytorch": ("--class-nmae", ["--num-classes", "x"]),
     "space params": ("--image-szie", ["--image-size", "x"]),
+    "llm": ("serv", ["serve", "--port", "x"]),
+    "llm serve": ("--prot", ["--port", "http"]),
 }
 
 
