@@ -415,3 +415,21 @@ def test_huge_replies_are_capped_in_the_study_and_in_the_re_ask(llm_server):  # 
     feedback = llm_server.bodies[3]["messages"][-1]["content"]
     assert feedback.count("\n- ") == MAX_FEEDBACK_LINES + 1 and "more problems" in feedback
     assert all(len(body["messages"][-1]["content"]) < 30_000 for body in llm_server.bodies)
+
+
+def test_an_unexpected_error_fails_one_proposal_and_propose_does_not_raise(llm_server, monkeypatch):  # noqa: F811
+    llm_server.reply(json.dumps(SPEC))
+    llm_server.reply(json.dumps(OTHER))
+    designer = make_designer(llm_server)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RecursionError("maximum recursion depth exceeded")
+        return LLMDesigner._check(designer, *args)
+
+    monkeypatch.setattr(designer, "_check", broken)
+    first, second = designer.propose(make_context(), 2)
+    assert first.spec is None and "RecursionError: maximum recursion depth exceeded" in first.error
+    assert canonical(second.spec) == canonical(OTHER)

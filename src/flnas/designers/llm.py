@@ -198,7 +198,11 @@ class LLMDesigner(Designer):
                     "\n\nYou already proposed these architectures in this iteration; "
                     f"propose a different one:\n{listed}"
                 )
-            proposal = self._converse(messages, context, tried)
+            try:
+                proposal = self._converse(messages, context, tried)
+            except Exception as exc:  # noqa: BLE001 - "propose never raises": a bug here fails one proposal only
+                why = self._scrub(f"the LLM designer failed ({exc.__class__.__name__}: {str(exc)[:300]})")
+                proposal = Proposal(None, {"designer": self.name, "model": self.model}, error=why)
             if proposal.spec is not None:
                 tried[self._key(proposal.spec)] = (
                     "already proposed in this iteration; propose a different one"
