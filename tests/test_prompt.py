@@ -91,14 +91,24 @@ def test_ids_keep_a_long_search_compact():
         Candidate(i, i + 1, "llm", _spec(8 + i), "ok", fake_metrics(0.5 + i / 100, 0.05, 20_000 + i))
         for i in range(12)
     ]
-    text = PromptGenerator().build(make_context(many, many[-1]))
+    generator = PromptGenerator()
+    context = make_context(many, many[-1])
+    text = generator.build(context)
     for c in many[:-1]:
         assert text.count(json.dumps(c.spec, separators=(",", ":"))) == 1
     recent = text.split("most recent candidates")[1]
-    assert "#9, its evaluation is in the list of next best" in recent  # top-k metrics are not repeated
-    shorter = PromptGenerator(show_tried=False).build(make_context(many, many[-1]))  # inline JSON instead
-    assert json.dumps(many[0].spec, separators=(",", ":")) not in shorter  # not referred to without ids
-    assert json.dumps(many[10].spec, separators=(",", ":")) in shorter  # in top-k, inline
+    top = {c.number for c in generator._ranked(context)}
+    for c in many[-3:-1]:  # the two recent ones before the best: top-k metrics are not repeated
+        if c.number in top:
+            assert f"#{c.number}, its evaluation is in the list of next best" in recent
+        else:
+            assert f"#{c.number}, {format_opt_metrics(c.metrics)}" in recent
+    assert all(text.count(format_opt_metrics(c.metrics)) <= 1 for c in many[:-1])
+    inline = PromptGenerator(show_tried=False)  # no ids: the lists write the JSON of what they name
+    shorter = inline.build(context)
+    named = {c.number for c in inline._ranked(context)} | {c.number for c in many[-3:-1]}
+    for c in many[:-1]:
+        assert (json.dumps(c.spec, separators=(",", ":")) in shorter) == (c.number in named)
 
 
 def test_extras_switch_off_to_the_papers_prompt(history):
