@@ -12,8 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from flnas.space import load_choices, random_spec, validate_spec
-from flnas.space import read_spec_file
+from flnas.space import load_choices, random_spec, read_spec_file, validate_spec
 from flnas.space.schema import choices_schema, template_schema
 from flnas.space.spec import EXAMPLE_SPEC_PATH
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 __all__ = ["MAX_DEPTH", "TooDeepError", "json_depth", "loads_bounded"]
 
 MAX_DEPTH = 8  # a spec needs 4 levels; a little slack for wrappers such as {"architecture": {...}}
