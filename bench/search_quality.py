@@ -38,8 +38,7 @@ capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) i
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
+import json
 import sys
 import tempfile
 import time
@@ -47,11 +46,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit_json, fmt, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
+from _common import emit_json, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
+from _search_summary import (  # noqa: E402,F401  (re-exported: the tests and readers use them from here)
+    _mean,
+    evals_to_reach,
+    hv_curve,
+    hypervolume,
+    hypervolume_grid,
+    median_reach,
+)
 
 DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "tpe", "nsga2", "gp", "llm"]
 
@@ -63,6 +68,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--iters", type=int, default=10, help="N: evaluated candidates per search")
     p.add_argument("--repeats", type=int, default=5, help="R: searches per designer (seeds 0..R-1)")
+    p.add_argument("--seeds", default=None, help="comma list of seeds instead of 0..R-1 (to split a run)")
+    p.add_argument(
+        "--also-at",
+        default="",
+        help="comma list of N' < N also reported, from the first N' evaluations of each search (a designer's "
+        "proposals do not depend on N, so this equals a search with --iters N')",
+    )
+    p.add_argument("--runs-out", type=Path, default=None, help="append each search as a JSON line to this file")
+    p.add_argument("--summarize", type=Path, nargs="+", default=None, help="only report runs from these files")
+    p.add_argument("--max-seconds", type=float, default=None, help="start no new repeat after this many seconds")
     p.add_argument("--data", type=Path, default=None, help="dataset root (default: synthetic, written to a temp dir)")
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--synthetic-n", type=int, default=600)
@@ -104,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             2_000_000,
         )
     args.designers = args.designers or ",".join(DESIGNERS)
+    args.seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(range(args.repeats))
+    args.also_at = [int(x) for x in args.also_at.split(",") if x.strip() and int(x) < args.iters]
     from flnas.errors import FlnasError
     from flnas.study.selection import check_rule
 
@@ -112,59 +129,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except FlnasError as exc:
         p.error(str(exc))
     return args
-
-
-def hypervolume(points: np.ndarray) -> float:
-    """Hypervolume of minimised points in the unit cube against the reference point (1, 1, 1)."""
-    if points.size == 0:
-        return 0.0
-    points = np.clip(points, 0.0, 1.0)
-    try:
-        from optuna._hypervolume import compute_hypervolume
-    except ImportError:  # private module: fall back to the exact grid method
-        return hypervolume_grid(points)
-    return float(compute_hypervolume(points, np.ones(points.shape[1])))
-
-
-def hypervolume_grid(points: np.ndarray) -> float:
-    """Exact hypervolume by the grid of the points' coordinates (O(n^4); fine for a few dozen points)."""
-    if points.size == 0:
-        return 0.0
-    axes = [np.unique(np.append(points[:, d], 1.0)) for d in range(points.shape[1])]
-    total = 0.0
-    for i in range(len(axes[0]) - 1):
-        for j in range(len(axes[1]) - 1):
-            for k in range(len(axes[2]) - 1):
-                lo = (axes[0][i], axes[1][j], axes[2][k])
-                if np.any(np.all(points <= np.array(lo), axis=1)):
-                    total += (axes[0][i + 1] - lo[0]) * (axes[1][j + 1] - lo[1]) * (axes[2][k + 1] - lo[2])
-    return total
-
-
-def point(candidate, max_params: float, accuracy: str) -> np.ndarray | None:
-    """The minimised objective vector of an ok candidate (never a degenerate one), None otherwise."""
-    from flnas.study.selection import is_ok, objectives
-
-    if not is_ok(candidate):
-        return None
-    acc, unfairness, params = objectives(candidate, accuracy)
-    return np.array([1.0 - acc, unfairness, params / max_params])
-
-
-def hv_curve(candidates, max_params: float, accuracy: str) -> list[float]:
-    """Hypervolume after each evaluated candidate, in trial order."""
-    from flnas.study.loop import is_evaluated
-
-    pts: list[np.ndarray] = []
-    curve = []
-    for c in sorted(candidates, key=lambda c: c.number):
-        if not is_evaluated(c):
-            continue
-        p = point(c, max_params, accuracy)
-        if p is not None:
-            pts.append(p)
-        curve.append(hypervolume(np.array(pts)) if pts else 0.0)
-    return curve
 
 
 def load_data(args: argparse.Namespace, tmp: Path):
@@ -225,30 +189,33 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         log=log,
     )
     seconds = time.perf_counter() - start
-    best = result.best
-    test = ((best.metrics or {}).get("test") or {}) if best else {}
-    llm = llm_stats(study) if designer_name == "llm" else None
+    from flnas.study.loop import is_evaluated
+
     return {
-        "llm": llm,
-        "curve": hv_curve(result.candidates, float(args.max_params), args.accuracy),
+        "designer": designer_name,
+        "seed": seed,
+        "iters": args.iters,
+        "llm": llm_stats(study) if designer_name == "llm" else None,
         "evaluated": result.evaluated,
-        "degenerate": sum(1 for c in result.candidates if c.status == "degenerate"),
         "stopped": result.stopped,
         "seconds": seconds,
-        "failed": sum(1 for c in result.candidates if c.status == "failed"),
         "invalid": sum(1 for c in result.candidates if c.status == "invalid"),
-        "selected": None
-        if best is None
-        else {
-            "trial": best.number,
-            "params": (best.metrics or {}).get("params"),
-            "val_accuracy": ((best.metrics or {}).get("val") or {}).get("accuracy"),
-            "val_balanced_accuracy": ((best.metrics or {}).get("val") or {}).get("balanced_accuracy"),
-            "degenerate": best.status == "degenerate",
-            "test_accuracy": test.get("accuracy"),
-            "test_balanced_accuracy": test.get("balanced_accuracy"),
-            "test_unfairness": test.get("unfairness"),
-        },
+        # every evaluated candidate in trial order, with what the summary at any N <= iters needs
+        "candidates": [_slim(c) for c in sorted(result.candidates, key=lambda c: c.number) if is_evaluated(c)],
+    }
+
+
+def _slim(c) -> dict[str, Any]:
+    """A candidate's status and the metrics the summary reads (validation for selection, test for report)."""
+    metrics = c.metrics or {}
+    keep = ("accuracy", "balanced_accuracy", "unfairness")
+    return {
+        "number": c.number,
+        "iteration": c.iteration,
+        "status": c.status,
+        "params": metrics.get("params"),
+        "val": {k: (metrics.get("val") or {}).get(k) for k in keep},
+        "test": {k: (metrics.get("test") or {}).get(k) for k in keep},
     }
 
 
@@ -314,37 +281,6 @@ def llm_stats(study) -> dict[str, Any]:
     }
 
 
-def evals_to_reach(curve: list[float], target: float) -> int | None:
-    """1-based number of evaluations after which the hypervolume first reaches ``target`` (None: never)."""
-    return next((i + 1 for i, hv in enumerate(curve) if hv >= target - 1e-12), None)
-
-
-def median_reach(values: list[int | None]) -> float | None:
-    """Median over repeats of the evaluations to reach random's final HV; a repeat that never did counts as
-    more than any number, so the median is None (more than N) when half or more never reached it."""
-    if not values:
-        return None
-    ordered = sorted(values, key=lambda v: math.inf if v is None else v)
-    n = len(ordered)
-    mid = ordered[(n - 1) // 2 : n // 2 + 1]
-    if any(v is None for v in mid):
-        return None
-    return float(statistics.fmean(mid))
-
-
-def _mean(values: list[Any]) -> float | None:
-    vals = [float(v) for v in values if v is not None]
-    return statistics.fmean(vals) if vals else None
-
-
-def _pm(values: list[Any], digits: int = 3) -> str:
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return "n/a"
-    std = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.fmean(vals):.{digits}f} +/- {std:.{digits}f}" if len(vals) > 1 else f"{vals[0]:.{digits}f}"
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from flnas.designers.llm import is_configured
@@ -354,6 +290,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = machine_info()
     print_machine(machine)
     warnings.filterwarnings("ignore", message=".*experimental.*")  # optuna's set_metric_names notice
+    if args.summarize:
+        runs = [json.loads(line) for path in args.summarize for line in path.read_text().splitlines() if line]
+        return report(runs, args, machine, total_s=sum(r["seconds"] for r in runs))
     designers = [d.strip() for d in args.designers.split(",") if d.strip()]
     server = None
     if args.local_llm:
@@ -370,134 +309,76 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "random" not in designers:
         designers.insert(0, "random")  # the reference for "evaluations to random's final hypervolume"
     choices = load_choices(None).model_copy(update={"max_params": args.max_params, "max_flops": args.max_flops})
-    runs: dict[str, list[dict[str, Any]]] = {d: [] for d in designers}
+    runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flnas-bench-search-") as tmp_name, _stopping(server):
         tmp = Path(tmp_name)
         data = load_data(args, tmp)
         print(
             f"data: {data.name}, {data.image_size}x{data.image_size}, sizes "
-            f"{ {k: len(v) for k, v in data.splits.items()} }; N={args.iters}, R={args.repeats}, "
+            f"{ {k: len(v) for k, v in data.splits.items()} }; N={args.iters}, seeds {args.seeds}, "
             f"{args.epochs} epochs (patience {args.patience}), max params {args.max_params:,}, "
-            f"max FLOPs {args.max_flops:,}, {threads} threads"
+            f"max FLOPs {args.max_flops:,}, {threads} threads, {args.accuracy} accuracy, "
+            f"class-weighted {args.class_weighted}"
         )
-        for seed in range(args.repeats):
+        for seed in args.seeds:
+            if args.max_seconds and time.perf_counter() - started > args.max_seconds:
+                print(f"--max-seconds {args.max_seconds:g} reached: no new repeat started", flush=True)
+                break
             for name in designers:
                 run = run_one(name, seed, data, choices, args, tmp)
-                runs[name].append(run)
+                runs.append(run)
+                if args.runs_out is not None:
+                    with args.runs_out.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(run) + "\n")
+                curve = hv_curve(run["candidates"], float(args.max_params), args.accuracy)
                 print(
-                    f"  {name} seed {seed}: final HV {run['curve'][-1] if run['curve'] else 0:.4f}, "
-                    f"{run['evaluated']} evaluated ({run['degenerate']} degenerate, {run['failed']} failed, "
-                    f"{run['invalid']} invalid), "
+                    f"  {name} seed {seed}: final HV {curve[-1] if curve else 0:.4f}, {run['evaluated']} evaluated "
+                    f"({sum(c['status'] == 'degenerate' for c in run['candidates'])} degenerate, "
+                    f"{sum(c['status'] == 'failed' for c in run['candidates'])} failed, {run['invalid']} invalid), "
                     f"{run['seconds']:.0f} s, load {load_average()}",
                     flush=True,
                 )
                 if run["llm"]:
                     print(f"    llm: {run['llm']}", flush=True)
-    total_s = time.perf_counter() - started
+    return report(runs, args, machine, total_s=time.perf_counter() - started)
 
-    def final(run: dict[str, Any]) -> float:
-        return run["curve"][-1] if run["curve"] else 0.0
 
-    reach: dict[str, list[int | None]] = {
-        name: [evals_to_reach(run["curve"], final(runs["random"][r])) for r, run in enumerate(runs[name])]
-        for name in designers
-    }
-    rows, figures_sel = [], {}
-    for name in designers:
-        sel = [run["selected"] or {} for run in runs[name]]
-        hits = [n for n in reach[name] if n is not None]
-        median = median_reach(reach[name])
-        shown = f">{args.iters}" if median is None else f"{median:g}"
-        reached = f"{shown} ({len(hits)}/{len(reach[name])})"
-        rows.append(
-            [
-                name,
-                f"{sum(r['evaluated'] for r in runs[name])}/{args.iters * len(runs[name])}",
-                str(sum(r["degenerate"] for r in runs[name])),
-                _pm([final(r) for r in runs[name]], 4),
-                reached,
-                f"{sum(1 for s in sel if s)}/{len(sel)}",
-                _pm([s.get("val_balanced_accuracy") for s in sel]),
-                _pm([s.get("test_accuracy") for s in sel]),
-                _pm([s.get("test_balanced_accuracy") for s in sel]),
-                _pm([s.get("test_unfairness") for s in sel]),
-                fmt(_mean([s.get("params") for s in sel]), 0),
-                f"{_mean([r['seconds'] for r in runs[name]]):.0f}",
-            ]
-        )
-        figures_sel[name] = {
-            k: _mean([s.get(k) for s in sel])
-            for k in (
-                "val_accuracy",
-                "val_balanced_accuracy",
-                "test_accuracy",
-                "test_balanced_accuracy",
-                "test_unfairness",
-                "params",
-            )
-        }
-        figures_sel[name]["selected"] = sum(1 for s in sel if s)
-        figures_sel[name]["degenerate_selected"] = sum(1 for s in sel if s.get("degenerate"))
-    print()
-    print(
-        table(
-            rows,
-            [
-                "designer",
-                "evaluated",
-                "degenerate",
-                "final HV",
-                "evals to random's final HV (median, reached)",
-                "selected",
-                "selected val bal. acc",
-                "test acc",
-                "test bal. acc",
-                "test unfairness",
-                "params",
-                "s/search",
-            ],
-        )
-    )
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict[str, Any], *, total_s: float):
+    """Print the tables at N (and at each --also-at N') and emit the JSON line; only complete repeats count."""
+    from _search_summary import complete_repeats, summary
+
+    runs = complete_repeats(runs)
+    figures: dict[str, Any] = {"seconds": total_s}
+    for n in sorted({args.iters, *args.also_at}, reverse=True):
+        rows, header, figs = summary(runs, n, args)
+        print(f"\nN = {n} ({len({r['seed'] for r in runs})} repeats)")
+        print(table(rows, header))
+        figures[f"N={n}"] = figs
     print(
         f"\nHV reference point (1, 1, 1) on (1 - val {args.accuracy} accuracy, val unfairness, params / "
-        f"{args.max_params:,}); evals to random's final HV: median over repeats (never = more than N); "
-        f"total {total_s:.0f} s"
+        f"{args.max_params:,}); evals to random's final HV: median over repeats of the evaluations a "
+        f"designer needed to reach the final HV of random search with the same seed and N (never = more "
+        f"than N); total {total_s:.0f} s"
     )
-    curves = {
-        name: [
-            _mean([run["curve"][i] for run in runs[name] if i < len(run["curve"])])
-            for i in range(max((len(run["curve"]) for run in runs[name]), default=0))
-        ]
-        for name in designers
+    figures["settings"] = {
+        "iters": args.iters,
+        "also_at": args.also_at,
+        "seeds": sorted({r["seed"] for r in runs}),
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "max_params": args.max_params,
+        "max_flops": args.max_flops,
+        "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
+        "class_weighted": args.class_weighted,
+        "accuracy": args.accuracy,
+        "selection": {"rule": args.selection, "tolerance": args.tolerance},
+        "reference_point": [1.0, 1.0, 1.0],
     }
-    figures = {
-        "hypervolume_final": {name: _mean([final(r) for r in runs[name]]) for name in designers},
-        "hypervolume_curve": curves,
-        "evals_to_random_final": {name: reach[name] for name in designers},
-        "evals_to_random_final_median": {name: median_reach(reach[name]) for name in designers},
-        "degenerate": {name: [r["degenerate"] for r in runs[name]] for name in designers},
-        "evaluated": {name: [r["evaluated"] for r in runs[name]] for name in designers},
-        "selected_test": figures_sel,
-        "seconds": total_s,
-        "settings": {
-            "iters": args.iters,
-            "repeats": args.repeats,
-            "image_size": args.image_size,
-            "epochs": args.epochs,
-            "patience": args.patience,
-            "max_params": args.max_params,
-            "max_flops": args.max_flops,
-            "data": str(args.data) if args.data else f"synthetic n={args.synthetic_n}",
-            "threads": threads,
-            "class_weighted": args.class_weighted,
-            "accuracy": args.accuracy,
-            "selection": {"rule": args.selection, "tolerance": args.tolerance},
-            "reference_point": [1.0, 1.0, 1.0],
-        },
-    }
-    if "llm" in runs and runs["llm"]:
-        figures["llm"] = llm_summary(runs["llm"], args.iters)
+    llm_runs = [r for r in runs if r["designer"] == "llm"]
+    if llm_runs:
+        figures["llm"] = llm_summary(llm_runs, args.iters)
     emit_json("search_quality", figures, machine=machine)
     return figures
 

@@ -119,3 +119,23 @@ def test_random_specs_of_the_encoded_form_round_trip():
         params = encode_spec(spec, CHOICES, image_size=32)
         if params is not None:
             assert spec_key(suggest_spec(optuna.trial.FixedTrial(params), CHOICES, image_size=32)) == spec_key(spec)
+
+
+@pytest.mark.parametrize("name", ["random", "heuristic", "evolution", "fahana-rl", "tpe", "nsga2", "gp"])
+def test_a_longer_search_starts_with_the_shorter_one(tmp_path, name):
+    """What bench/search_quality.py's --also-at relies on: a designer's proposals do not depend on N."""
+    specs = {}
+    for iters in (3, 5):
+        study = open_study(f"{name}-{iters}", str(tmp_path / f"{iters}.db"))
+        result = run_search(
+            study,
+            designer=create_designer(name),
+            evaluator=SpecEvaluator(),
+            task=TASK,
+            choices=CHOICES,
+            iters=iters,
+            seed=1,
+            log=lambda _m: None,
+        )
+        specs[iters] = [spec_key(c.spec) for c in result.candidates if c.spec is not None]
+    assert specs[5][:3] == specs[3]
