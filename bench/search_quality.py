@@ -33,6 +33,12 @@ capped at 300K params and 20 MFLOPs so that every candidate trains in seconds) i
     .venv/bin/python bench/search_quality.py
     .venv/bin/python bench/search_quality.py --data ../shared/data/isic2019_subset --subset 1500
     .venv/bin/python bench/search_quality.py --designers random,llm --local-llm --repeats 2
+
+A long measurement can be split and cut short without losing what finished: ``--seeds 0,2`` and
+``--seeds 1,3`` in two processes, each with ``--runs-out FILE`` (one JSON line per search), then
+``--summarize FILE1 FILE2`` for the tables; only repeats that every designer finished are counted.
+``--iters 30 --also-at 10`` reports N = 30 and N = 10 from the same searches (their first 10 evaluations;
+a designer's proposals do not depend on N, see tests/test_sampler_designers.py).
 """
 
 from __future__ import annotations

@@ -87,12 +87,21 @@ def test_ratio_never_divides_by_a_zero_or_missing_duration():
 
 @pytest.mark.slow
 def test_search_quality_quick(capsys):
-    out = _run("search_quality", ["--quick"], capsys)
+    out = _run("search_quality", ["--quick"], capsys)["N=2"]
     assert set(out["hypervolume_final"]) == {"random", "heuristic"}
     curve = out["hypervolume_curve"]["random"]
     assert len(curve) == 2 and curve[1] >= curve[0] >= 0  # the front only grows
     assert out["evals_to_random_final"]["random"][0] is not None
-    assert set(out["selected_test"]["random"]) >= {"test_accuracy", "test_unfairness", "params"}
+    assert out["hv_minus_random"]["random"] == [0.0]
+    assert set(out["selected_test"]["random"]) >= {"test_accuracy", "test_balanced_accuracy", "params"}
+
+
+def test_search_quality_summarizes_run_records_at_a_smaller_n(tmp_path, capsys):
+    runs = tmp_path / "runs.jsonl"
+    full = _run("search_quality", ["--quick", "--designers", "random", "--runs-out", str(runs)], capsys)
+    again = _run("search_quality", ["--quick", "--summarize", str(runs), "--also-at", "1"], capsys)
+    assert again["N=2"]["hypervolume_final"] == full["N=2"]["hypervolume_final"]
+    assert again["N=1"]["hypervolume_curve"]["random"] == full["N=2"]["hypervolume_curve"]["random"][:1]
 
 
 @pytest.mark.slow
@@ -104,7 +113,7 @@ def test_search_quality_has_an_llm_row_when_an_endpoint_is_configured(llm_server
         conv = {"type": "conv", "channels": c1, "kernel": 3, "stride": 2}
         llm_server.reply(json.dumps({"layers": [conv, {"type": "conv", "channels": c2, "stride": 2}]}))
     argv = ["--quick", "--designers", "llm", "--llm-base-url", llm_server.base_url, "--llm-model", "fake"]
-    out = _run("search_quality", argv, capsys)
+    out = _run("search_quality", argv, capsys)["N=2"]
     assert set(out["hypervolume_final"]) == {"random", "llm"}  # random is always the reference
     assert out["evaluated"]["llm"] == [2]  # both replies trained; none re-asked
     assert len(out["hypervolume_curve"]["llm"]) == 2 and out["hypervolume_final"]["llm"] > 0
