@@ -161,3 +161,26 @@ def test_the_prompt_and_the_heuristic_rank_with_the_context_selection():
     [p_plain] = HeuristicDesigner().propose(context("plain"), 1)
     [p_balanced] = HeuristicDesigner().propose(context("balanced"), 1)
     assert p_plain.record["base"] == 0 and p_balanced.record["base"] == 1
+
+
+def test_the_prompt_shows_the_balanced_accuracy_of_record_and_the_preset_is_the_papers():
+    import numpy as np
+
+    from flnas.designers.base import Candidate, DesignContext, Selection
+    from flnas.designers.prompt import PromptGenerator
+    from flnas.space import example_spec, load_choices
+    from test_designers import TASK
+
+    spec = example_spec().model_dump(mode="json")
+    val = {"accuracy": 0.7, "balanced_accuracy": 0.4321, "unfairness": 0.05, "groups": {}}
+    best = Candidate(0, 1, "llm", spec, "ok", {"params": 1000, "val": val})
+
+    def text(accuracy):
+        context = DesignContext(
+            history=[best], best=best, choices=load_choices(None), task=TASK, iteration=2,
+            rng=np.random.default_rng(0), selection=Selection(accuracy=accuracy),
+        )
+        return PromptGenerator().build(context)
+
+    assert "Valid Balanced Acc (the accuracy this search ranks by): 43.21%." in text("balanced")
+    assert "Balanced Acc" not in text("plain")

@@ -73,12 +73,21 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
-def opt_metrics(candidate: Candidate) -> str:
-    """The paper's optMetrics line for a candidate (its evaluation), or its status and reason."""
+def opt_metrics(candidate: Candidate, accuracy: str = "plain") -> str:
+    """The paper's optMetrics line for a candidate (its evaluation), or its status and reason.
+
+    With the balanced accuracy of record (``accuracy="balanced"``) the line ends with the validation
+    balanced accuracy, the number the study ranks by; the paper's preset ("plain") is the paper's line.
+    """
     if candidate.status == "ok" and candidate.metrics:
         from flnas.evaluate.optmetrics import format_opt_metrics
 
-        return format_opt_metrics(candidate.metrics)
+        line = format_opt_metrics(candidate.metrics)
+        if accuracy == "balanced":
+            value = ((candidate.metrics.get("val") or {}).get("balanced_accuracy"))
+            shown = "n/a" if value is None else f"{100 * float(value):.2f}%"
+            line += f" Valid Balanced Acc (the accuracy this search ranks by): {shown}."
+        return line
     reason = f": {candidate.reason}" if candidate.reason else ""
     return f"{candidate.status}{reason}"
 
@@ -233,7 +242,7 @@ class PromptGenerator:
         return (
             "The current best-performing DNN architecture is:\n```json\n"
             + _pretty(best.spec)
-            + f"\n```\nand its evaluation is: {opt_metrics(best)}"
+            + f"\n```\nand its evaluation is: {opt_metrics(best, context.selection.accuracy)}"
         )
 
     # -- the extras: every earlier architecture once, with an id the other lists refer to ------------
@@ -267,7 +276,8 @@ class PromptGenerator:
             return ""
         ids = self._ids(context)
         lines = ["The next best architectures so far (best first) and their evaluations:"]
-        lines += [f"{i}. {self._ref(c, ids)}: {opt_metrics(c)}" for i, c in enumerate(ranked, 1)]
+        acc = context.selection.accuracy
+        lines += [f"{i}. {self._ref(c, ids)}: {opt_metrics(c, acc)}" for i, c in enumerate(ranked, 1)]
         return "\n".join(lines)
 
     def _recent(self, context: DesignContext) -> str:
@@ -288,7 +298,7 @@ class PromptGenerator:
             elif c.number in bad:
                 lines.append(head + f"{self._ref(c, ids)}, {c.status} (why: in the attempts to avoid)")
             else:
-                lines.append(head + f"{self._ref(c, ids)}, {opt_metrics(c)}")
+                lines.append(head + f"{self._ref(c, ids)}, {opt_metrics(c, context.selection.accuracy)}")
         return "\n".join(lines)
 
     def _bad(self, context: DesignContext) -> list[Candidate]:
