@@ -243,22 +243,24 @@ def _search(
             log(f"iteration {iteration}/{iters}: trains again what an interrupted trial was training")
         for position, (trial, proposal) in enumerate(claims):
             assert proposal is not None
-            candidate, evaluation, files_error = _run_one(
-                study,
-                trial,
-                proposal,
-                heart=heart,
-                designer=designer,
-                evaluator=evaluator,
-                task=task,
-                choices=choices,
-                iteration=iteration,
-                out_dir=out_dir,
-                design_seconds=design_seconds,
-                accuracy=selection.accuracy,
-                log=log,
-                on_epoch=on_epoch,
-            )
+            try:
+                candidate, evaluation, files_error = _evaluate_claim(
+                    study,
+                    trial,
+                    proposal,
+                    designer=designer,
+                    evaluator=evaluator,
+                    task=task,
+                    choices=choices,
+                    iteration=iteration,
+                    out_dir=out_dir,
+                    design_seconds=design_seconds,
+                    accuracy=selection.accuracy,
+                    log=log,
+                    on_epoch=on_epoch,
+                )
+            finally:
+                heart.discard(trial._trial_id)
             result.new.append(candidate.number)
             designer.observe(candidate)
             if on_candidate is not None:
@@ -289,37 +291,6 @@ def _need(history: list[Candidate], iteration: int, k: int) -> int:
     return k - sum(1 for c in history if c.iteration == iteration and is_evaluated(c))
 
 
-def _run_one(
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    proposal: Proposal,
-    *,
-    heart: workers.Heartbeat,
-    designer: Designer,
-    evaluator: Any,
-    task: TaskInfo,
-    choices: Any,
-    iteration: int,
-    out_dir: Path | None,
-    design_seconds: float,
-    accuracy: str,
-    log: Callable[[str], None],
-    on_epoch: Callable[[int, dict[str, Any]], None] | None,
-) -> tuple[Candidate, Any, str | None]:
-    """Give a claimed trial its proposal; train it unless it is invalid or tried (or being trained) already.
-
-    Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
-    """
-    try:
-        return _evaluate_claim(
-            study, trial, proposal, designer=designer, evaluator=evaluator, task=task, choices=choices,
-            iteration=iteration, out_dir=out_dir, design_seconds=design_seconds, accuracy=accuracy, log=log,
-            on_epoch=on_epoch,
-        )
-    finally:
-        heart.discard(trial._trial_id)
-
-
 def _evaluate_claim(
     study: optuna.Study,
     trial: optuna.trial.Trial,
@@ -336,6 +307,10 @@ def _evaluate_claim(
     log: Callable[[str], None],
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
 ) -> tuple[Candidate, Any, str | None]:
+    """Give a claimed trial its proposal; train it unless it is invalid or tried (or being trained) already.
+
+    Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
+    """
     with workers.claim_lock(study):  # the spec is checked against every evaluated and running one, then taken
         claimed = dict(trial.user_attrs.get("record") or {})
         record = _stored(
@@ -358,7 +333,7 @@ def _evaluate_claim(
             log(f"{label}: another worker gave this claim up (no heartbeat for the grace period)")
             return _candidate(trial.number, iteration, designer.name, None, "failed", None, STALE), None, None
     if reason is not None:
-        _finish(study, trial, "invalid", reason, None, record)
+        recording.record_trial(study, trial, "invalid", reason, None, record)
         log(f"{label}: invalid -- {reason}")
         return _candidate(trial.number, iteration, designer.name, spec, "invalid", None, reason), None, None
 
@@ -366,7 +341,8 @@ def _evaluate_claim(
     try:  # the files are written below, by this loop, so that a full disk cannot lose the measurement
         evaluation = evaluator.evaluate(spec, name=f"trial-{trial.number}", out_dir=None, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        _finish(study, trial, "failed", "interrupted (stopped by the user during evaluation)", None, record)
+        why = "interrupted (stopped by the user during evaluation)"
+        recording.record_trial(study, trial, "failed", why, None, record)
         raise
     except Exception as exc:  # the evaluator promises not to raise; if it does, record it and go on
         evaluation = None
@@ -388,7 +364,7 @@ def _evaluate_claim(
         payload = {"status": status, "reason": why, "metrics": metrics, "record": record, "values": values}
         files_error = recording.stage(out_dir, trial.number, evaluation, spec=spec, task=task, payload=payload)
     try:
-        _finish(study, trial, status, why, metrics, record, values=values)
+        recording.record_trial(study, trial, status, why, metrics, record, values=values)
     except optuna.exceptions.UpdateFinishedTrialError:  # another worker took it for dead (no heartbeat)
         if out_dir is not None:
             recording.discard(out_dir, trial.number)
@@ -432,18 +408,6 @@ def _check(proposal: Proposal, choices: Any, task: TaskInfo, known: dict[str, in
     if key in known:
         return spec, key, f"already tried (trial #{known[key]})"
     return spec, key, None
-
-
-def _finish(
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    status: str,
-    reason: str | None,
-    metrics: dict[str, Any] | None,
-    record: dict[str, Any],
-    values: list[float] | None = None,
-) -> None:
-    recording.record_trial(study, trial, status, reason, metrics, record, values)
 
 
 def _candidate(
