@@ -111,7 +111,7 @@ def test_prepared_subset_matches_csv_rows(isic_dir, csv_truth, tmp_path):
         for k, image in enumerate(split.image_ids):
             row = by_image.loc[image]
             assert data.classes[int(split.labels[k])] == row["label"]
-            assert split.sex[k] == (row["sex"] if isinstance(row["sex"], str) else None)
+            assert split.groups["sex"][k] == (row["sex"] if isinstance(row["sex"], str) else None)
             seen[image] += 1
     assert len(seen) == 300 and max(seen.values()) == 1
     assert tuple(data.splits["train"].images.shape[1:]) == (3, 32, 32)

@@ -145,8 +145,8 @@ def test_prepared_data_from_fixture(synth_data):
     for split in synth_data.splits.values():
         assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 32, 32)
         assert split.labels.dtype == torch.int64 and len(split.image_ids) == len(split)
-        assert set(split.sex) <= {"male", "female", None} and split.age_approx.dtype == float
-        assert set(split.age_group) <= {"young", "middle", "old", None}
+        assert set(split.groups["sex"]) <= {"male", "female", None} and split.sensitive["age_approx"].dtype == float
+        assert set(split.groups["age"]) <= {"young", "middle", "old", None}
     train_ids = set(synth_data.splits["train"].image_ids)
     assert not train_ids & set(synth_data.splits["test"].image_ids)
     assert set(synth_data.summary["cache"]) >= {"hit", "path", "decoded"}
@@ -160,7 +160,7 @@ def test_prepare_labels_and_pixels_line_up(synth_dir, tmp_path):
 
     for k in (0, len(test) - 1):
         record = by_image[test.image_ids[k]]
-        assert data.classes[int(test.labels[k])] == record.label and test.sex[k] == record.sex
+        assert data.classes[int(test.labels[k])] == record.label and test.groups["sex"][k] == record.sex
         assert torch.equal(test.images[k], torch.from_numpy(decode_image(record.path, 32)).permute(2, 0, 1))
 
 

@@ -35,8 +35,9 @@ def _same(a, b) -> None:
     for name in ("train", "val", "test"):
         x, y = a.splits[name], b.splits[name]
         assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
-        assert x.image_ids == y.image_ids and list(x.sex) == list(y.sex) and list(x.age_group) == list(y.age_group)
-        np.testing.assert_array_equal(x.age_approx, y.age_approx)
+        assert x.image_ids == y.image_ids and list(x.groups) == list(y.groups)
+        assert all(list(x.groups[a]) == list(y.groups[a]) for a in x.groups)
+        np.testing.assert_array_equal(x.sensitive["age_approx"], y.sensitive["age_approx"])
 
 
 @pytest.mark.parametrize("subset", [None, 100])

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from flnas.data.dataset import PreparedData, Split
-from flnas.data.groups import age_group
+from flnas.data.groups import ATTRIBUTES, age_group
 from flnas.errors import FlnasError
 from flnas.evaluate import EvalResult, Evaluator, TrainConfig, format_opt_metrics
 
@@ -38,17 +38,18 @@ def hand_split(n: int, seed: int, size: int = 16) -> Split:
     return Split(
         images=images,
         labels=labels,
-        sex=np.array([["male", "female", None][i % 3] for i in range(n)], dtype=object),
-        age_group=np.array([age_group(a) for a in ages], dtype=object),
-        age_approx=ages,
+        groups={"sex": (sex := np.array([["male", "female", None][i % 3] for i in range(n)], dtype=object)),
+                "age": np.array([age_group(a) for a in ages], dtype=object)},
         image_ids=[f"IMG_{seed}_{i:04d}" for i in range(n)],
+        sensitive={"sex": sex, "age_approx": ages},
     )
 
 
 @pytest.fixture
 def hand_data() -> PreparedData:
     splits = {"train": hand_split(64, 1), "val": hand_split(32, 2), "test": hand_split(24, 3)}
-    return PreparedData(name="hand", root=Path("."), classes=["a", "b", "c"], image_size=16, splits=splits)
+    return PreparedData(name="hand", root=Path("."), classes=["a", "b", "c"], image_size=16, splits=splits,
+                        attributes=dict(ATTRIBUTES))
 
 
 def small_module(classes: int = 3) -> nn.Module:

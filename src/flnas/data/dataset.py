@@ -1,4 +1,11 @@
-"""In-memory dataset handed to the evaluator: decoded images as uint8 tensors plus labels and demographics."""
+"""In-memory dataset handed to the evaluator: decoded images as uint8 tensors, labels and sensitive groups.
+
+The groups are data, not code: ``PreparedData.attributes`` names each sensitive attribute and its groups
+(ISIC 2019: ``{"sex": ("male", "female"), "age": ("young", "middle", "old")}``), and each split's
+``groups`` holds, per attribute, the group of every record (``None`` where it is in no group). An
+intersection of attributes ``a`` and ``b`` is one more attribute ``"a/b"`` with groups ``"ga/gb"``
+(:mod:`flnas.data.attributes`). Everything downstream (metrics, prompt, report) reads them from here.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,11 @@ class Split:
 
     images: torch.Tensor  # uint8 (N, 3, H, W), decoded once from the cache
     labels: torch.Tensor  # int64 (N,), index into PreparedData.classes
-    sex: np.ndarray  # object (N,): "male" | "female" | None
-    age_group: np.ndarray  # object (N,): "young" | "middle" | "old" | None
-    age_approx: np.ndarray  # float (N,): NaN where unknown
+    groups: dict[str, np.ndarray]  # attribute -> object (N,): the record's group of it, None where in none
     image_ids: list[str]  # the image name of each record
+    #: the raw sensitive columns the groups were made from (column -> (N,) values, None/NaN where unknown),
+    #: written next to the predictions so `flnas metrics --sensitive` can audit them again
+    sensitive: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -33,6 +41,9 @@ class PreparedData:
     classes: list[str]  # fixed once per dataset; every split and metric uses this list
     image_size: int
     splits: dict[str, Split]  # "train", "val", "test"
+    #: attribute -> its groups in report order: the dataset's attributes first, then intersections ("a/b").
+    #: Group names are unique across attributes; every split's ``groups`` has exactly these keys.
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     synthetic: bool = False
     summary: dict = field(default_factory=dict)  # the `flnas data summary --json` object
 

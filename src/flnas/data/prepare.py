@@ -18,7 +18,7 @@ import torch
 
 from flnas.data.cache import default_cache_dir, load_images
 from flnas.data.dataset import PreparedData, Split
-from flnas.data.groups import age_group
+from flnas.data.groups import ATTRIBUTES, age_group
 from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, METADATA, Record
 from flnas.data.plan import load_plan, record_counts
 from flnas.data.subset import SPLITS, group_counts, split_records
@@ -51,14 +51,14 @@ def _plan_columns(columns: dict[str, list], classes: list[str]) -> dict[str, np.
 
 
 def _make_split(arrays: dict[str, np.ndarray], idx: list[int], images: np.ndarray) -> Split:
+    """One split of the ISIC layout: its groups are sex and age (:data:`flnas.data.groups.ATTRIBUTES`)."""
     take = np.asarray(idx, dtype=np.int64)
     return Split(
         images=torch.from_numpy(np.ascontiguousarray(images[take].transpose(0, 3, 1, 2))),
         labels=torch.from_numpy(arrays["label"][take]),
-        sex=arrays["sex"][take],
-        age_group=arrays["age_group"][take],
-        age_approx=arrays["age_approx"][take],
+        groups={"sex": arrays["sex"][take], "age": arrays["age_group"][take]},
         image_ids=arrays["image"][take].tolist(),
+        sensitive={"sex": arrays["sex"][take], "age_approx": arrays["age_approx"][take]},
     )
 
 
@@ -128,7 +128,7 @@ def prepare_data(
     }
     summary["warnings"] = data_warnings(summary)
     return PreparedData(name=name, root=Path(plan.root), classes=classes, image_size=image_size,
-                        splits=splits, synthetic=plan.synthetic, summary=summary)
+                        splits=splits, synthetic=plan.synthetic, summary=summary, attributes=dict(ATTRIBUTES))
 
 
 def data_warnings(summary: dict) -> list[str]:

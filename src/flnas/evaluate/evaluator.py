@@ -54,7 +54,7 @@ class EvalResult:
     reason: str | None
     metrics: dict[str, Any]
     model: nn.Module | None = None  # trained (best-val-loss weights), in eval mode
-    predictions: Any = None  # pandas DataFrame of the test split: image, y_true, y_pred, sex, age_approx
+    predictions: Any = None  # pandas DataFrame of the test split: image, y_true, y_pred, the sensitive columns
     spec: Any = None  # the validated ArchSpec, when evaluated from a spec
     failure: str | None = None  # "invalid" | "nan" | "oom" | "timeout" | "error" when failed
     artifacts: dict[str, str] = field(default_factory=dict)  # file name -> path, when out_dir was given
@@ -212,15 +212,17 @@ class Evaluator:
         import pandas as pd
 
         classes = np.asarray(self.data.classes, dtype=object)
-        return pd.DataFrame(
-            {
-                "image": list(split.image_ids),
-                "y_true": classes[split.labels.cpu().numpy()],
-                "y_pred": classes[predicted.cpu().numpy()],
-                "sex": [s if s is not None else "" for s in split.sex],
-                "age_approx": np.asarray(split.age_approx, dtype=float),
-            }
-        )
+        frame = {
+            "image": list(split.image_ids),
+            "y_true": classes[split.labels.cpu().numpy()],
+            "y_pred": classes[predicted.cpu().numpy()],
+        }
+        # the raw sensitive columns (ISIC: sex, age_approx); else each dataset attribute's group names
+        columns = split.sensitive or {a: split.groups[a] for a in self.data.attributes if "/" not in a}
+        for column, values in columns.items():
+            values = np.asarray(values)
+            frame[column] = values if values.dtype.kind == "f" else ["" if v is None else v for v in values]
+        return pd.DataFrame(frame)
 
     # -- steps --------------------------------------------------------------------------------------------
 
@@ -280,8 +282,8 @@ class Evaluator:
                 split.labels.cpu().numpy(),
                 predicted.numpy(),
                 classes=list(self.data.classes),
-                sex=np.asarray(split.sex, dtype=object),
-                age_group=np.asarray(split.age_group, dtype=object),
+                sex=split.groups.get("sex"),
+                age_group=split.groups.get("age"),
             )
         )
         out["loss"] = loss
@@ -304,7 +306,7 @@ class Evaluator:
         if len(split) == 0:
             return {}
         y_true, y_pred = split.labels.cpu().numpy(), predicted.cpu().numpy()
-        sex, age = np.asarray(split.sex, dtype=object), np.asarray(split.age_group, dtype=object)
+        sex, age = split.groups.get("sex"), split.groups.get("age")
         boot = bootstrap(
             y_true,
             y_pred,
