@@ -46,7 +46,7 @@ def hypervolume_grid(points: np.ndarray) -> float:
 
 def as_candidate(record: dict[str, Any]):
     """A run's candidate record as a flnas Candidate for the selection functions."""
-    from flnas.designers.base import Candidate
+    from flnas.records import Candidate
 
     metrics = {"params": record["params"], "val": record["val"], "test": record["test"]}
     return Candidate(record["number"], record["iteration"], "bench", None, record["status"], metrics)
@@ -54,7 +54,7 @@ def as_candidate(record: dict[str, Any]):
 
 def point(candidate: dict[str, Any], max_params: float, accuracy: str) -> np.ndarray | None:
     """The minimised objective vector of an ok candidate record (never a degenerate one), None otherwise."""
-    from flnas.study.selection import is_ok, objectives
+    from flnas.records import is_ok, objectives
 
     c = as_candidate(candidate)
     if not is_ok(c):
@@ -132,7 +132,7 @@ HEADER = [
 
 def summary(runs: list[dict[str, Any]], n: int, args: Any) -> tuple[list[list[str]], list[str], dict[str, Any]]:
     """(table rows, header, figures) at N = n from the first n evaluations of every run."""
-    from flnas.study.selection import get_best
+    from flnas.records import get_best
 
     designers = list(dict.fromkeys(r["designer"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})

@@ -14,7 +14,7 @@ with search seed r and training seed r, the same TrainConfig and the same Choice
   convention); failed and degenerate candidates add nothing. Computed with Optuna's
   exact WFG implementation (``optuna._hypervolume.compute_hypervolume``; Optuna 5 has no public one);
 - evaluations needed to reach random search's final hypervolume of the same repeat (">N" when never);
-- the candidate chosen by GetBestMetrics (``flnas.study.selection.get_best``, the ``--selection`` rule,
+- the candidate chosen by GetBestMetrics (``flnas.records.get_best``, the ``--selection`` rule,
   default "fair", validation metrics only) and its *test* accuracy, balanced accuracy, unfairness and
   params, and whether it is degenerate (it never is: degenerate candidates are never selected; a search
   with no other candidate selects none). The rule, tolerance and accuracy are also what every designer is
@@ -128,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(range(args.repeats))
     args.also_at = [int(x) for x in args.also_at.split(",") if x.strip() and int(x) < args.iters]
     from flnas.errors import FlnasError
-    from flnas.study.selection import check_rule
+    from flnas.records import check_rule
 
     try:
         check_rule(args.selection, args.tolerance, args.accuracy)
@@ -153,10 +153,10 @@ def load_data(args: argparse.Namespace, tmp: Path):
 
 def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> dict[str, Any]:
     from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
-    from flnas.designers.base import TaskInfo
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
     from flnas.evaluate.config import TrainConfig
+    from flnas.records import TaskInfo
     from flnas.study.loop import run_search
     from flnas.study.storage import open_study
 
@@ -195,7 +195,7 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         log=log,
     )
     seconds = time.perf_counter() - start
-    from flnas.study.loop import is_evaluated
+    from flnas.records import is_evaluated
 
     return {
         "designer": designer_name,

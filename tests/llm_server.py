@@ -212,7 +212,8 @@ def make_context(
     """A DesignContext over the default Choices and a 3-class task at ``image_size`` (for designer tests)."""
     import numpy as np
 
-    from flnas.designers.base import DesignContext, TaskInfo
+    from flnas.designers.base import DesignContext
+    from flnas.records import TaskInfo
     from flnas.space import load_choices
 
     task = TaskInfo(

@@ -128,9 +128,10 @@ def test_table_plain_preset_keeps_accuracy_first():
 def test_the_prompt_and_the_heuristic_rank_with_the_context_selection():
     import numpy as np
 
-    from flnas.designers.base import Candidate, DesignContext, Selection
+    from flnas.designers.base import DesignContext
     from flnas.designers.heuristic import HeuristicDesigner
     from flnas.designers.prompt import PromptGenerator
+    from flnas.records import Candidate, Selection
     from flnas.space import example_spec, load_choices
     from test_designers import TASK
 
@@ -166,8 +167,9 @@ def test_the_prompt_and_the_heuristic_rank_with_the_context_selection():
 def test_the_prompt_shows_the_balanced_accuracy_of_record_and_the_preset_is_the_papers():
     import numpy as np
 
-    from flnas.designers.base import Candidate, DesignContext, Selection
+    from flnas.designers.base import DesignContext
     from flnas.designers.prompt import PromptGenerator
+    from flnas.records import Candidate, Selection
     from flnas.space import example_spec, load_choices
     from test_designers import TASK
 

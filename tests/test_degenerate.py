@@ -7,12 +7,13 @@ from types import SimpleNamespace
 import pytest
 from optuna.trial import TrialState
 
-from flnas.designers.base import DesignContext, Selection
+from flnas.designers.base import DesignContext
 from flnas.designers.prompt import PromptGenerator
+from flnas.records import Selection, is_evaluated
 from flnas.space import load_choices
 from flnas.study.degenerate import CHANCE_MARGIN, DOMINANT_SHARE, degenerate_reason
 from flnas.study.history import load_candidates
-from flnas.study.loop import is_evaluated, run_search
+from flnas.study.loop import run_search
 from flnas.study.storage import open_study
 from test_designers import TASK
 from test_study_loop import Scripted, spec_with

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from flnas.designers.base import Candidate, DesignContext, TaskInfo
+from flnas.designers.base import DesignContext
 from flnas.designers.heuristic import HeuristicDesigner
 from flnas.designers.registry import create_designer, designer_names, register_designer
 from flnas.errors import FlnasError
+from flnas.records import Candidate, TaskInfo
 from flnas.space import example_spec, load_choices, spec_key, validate_spec
 from flnas.study.history import load_candidates
 from flnas.study.loop import run_search

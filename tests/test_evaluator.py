@@ -12,8 +12,9 @@ from torch import nn
 
 from flnas.data.dataset import PreparedData, Split
 from flnas.data.groups import ATTRIBUTES, age_group
+from flnas.designers.optmetrics import format_opt_metrics
 from flnas.errors import FlnasError
-from flnas.evaluate import EvalResult, Evaluator, TrainConfig, format_opt_metrics
+from flnas.evaluate import EvalResult, Evaluator, TrainConfig
 
 FAST = {"epochs": 2, "patience": 2, "batch_size": 16, "measure_hardware": False}
 SPLIT_KEYS = {

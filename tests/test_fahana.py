@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flnas.designers.base import Candidate, DesignContext, TaskInfo
+from flnas.designers.base import DesignContext
 from flnas.designers.fahana import FaHaNaDesigner, Policy, _decisions
 from flnas.designers.registry import create_designer
+from flnas.records import Candidate, TaskInfo
 from flnas.space import default_choices, validate_spec
 
 TASK = TaskInfo("synthetic", [f"c{i}" for i in range(8)], {"sex": ["male", "female"]}, 32, "cpu")

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from flnas.designers.base import Candidate
 from flnas.designers.llm import LLMDesigner, is_configured
+from flnas.designers.optmetrics import format_opt_metrics
 from flnas.errors import LLMError
-from flnas.evaluate.optmetrics import format_opt_metrics
+from flnas.records import Candidate
 from flnas.space import load_choices, spec_key, validate_spec
 from llm_server import fake_metrics, llm_server, make_context  # noqa: F401 - llm_server is a fixture
 

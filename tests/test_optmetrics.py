@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from flnas.evaluate import format_opt_metrics
+from flnas.designers.optmetrics import format_opt_metrics
 
 PAPER_LINE = (
     "Train Loss: 0.8746, Train Acc: 58.06%, Valid Loss: 0.6438, Valid Acc: 62.80%, Unfairness Score: 1.2983, "

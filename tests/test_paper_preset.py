@@ -63,14 +63,13 @@ def test_paper_preset_reproduces_main_bit_for_bit(tmp_path):
     from flnas.data import prepare_data
     from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
     from flnas.data.synthetic import default_synthetic_dir
-    from flnas.designers.base import TaskInfo
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
     from flnas.evaluate.config import TrainConfig
+    from flnas.records import TaskInfo, get_best, rank
     from flnas.space import load_choices
     from flnas.study.history import load_candidates
     from flnas.study.loop import run_search
-    from flnas.study.selection import get_best, rank
     from flnas.study.setup import PAPER_PRESET
     from flnas.study.storage import open_study
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from flnas.designers.base import Candidate
+from flnas.designers.optmetrics import format_opt_metrics
 from flnas.designers.prompt import PLACEHOLDERS, PromptGenerator
 from flnas.errors import FlnasError
-from flnas.evaluate.optmetrics import format_opt_metrics
+from flnas.records import Candidate
 from flnas.space import example_spec, load_choices
 from flnas.space.schema import choices_schema
 from llm_server import fake_metrics, make_context

@@ -95,8 +95,9 @@ def test_sampler_designers_propose_new_valid_specs_told_every_result(tmp_path, n
 
 
 def test_a_degenerate_result_is_told_as_the_worst():
-    from flnas.designers.base import Candidate, DesignContext, Selection
+    from flnas.designers.base import DesignContext
     from flnas.designers.samplers import TPEDesigner
+    from flnas.records import Candidate, Selection
 
     designer = TPEDesigner()
     context = DesignContext(

@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from flnas.cli.main import main
-from flnas.evaluate.optmetrics import format_opt_metrics
+from flnas.designers.optmetrics import format_opt_metrics
 from flnas.space import load_choices, spec_key, validate_spec
 
 SECRET_PART = "5f1c0de0a9b84e7d9c3b2a1f0e9d8c7b"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flnas.designers.base import Candidate
+from flnas import records as selection
 from flnas.errors import FlnasError
-from flnas.study import selection
+from flnas.records import Candidate
 
 
 # the rules below are checked on plain accuracy (the paper's preset); the balanced default has its own tests

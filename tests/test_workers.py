@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from flnas.study.history import STALE, is_evaluated, load_candidates
+from flnas.records import is_evaluated
+from flnas.study.history import STALE, load_candidates
 from flnas.study.storage import open_study
 
 WORKER = Path(__file__).parent / "flnas_worker.py"

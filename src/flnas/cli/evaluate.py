@@ -127,8 +127,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
         from flnas.data import default_synthetic_dir, prepare_data
+        from flnas.designers.optmetrics import format_opt_metrics
         from flnas.errors import SpecError
-        from flnas.evaluate import Evaluator, TrainConfig, format_opt_metrics
+        from flnas.evaluate import Evaluator, TrainConfig
         from flnas.space import load_choices
         from flnas.space.validate import size_issues
 

@@ -239,9 +239,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
         from flnas.designers.registry import create_designer, designer_options
+        from flnas.records import check_rule
         from flnas.report import parse_models, run_baselines
         from flnas.study.loop import run_search
-        from flnas.study.selection import check_rule
         from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
         from flnas.study.storage import set_search_settings
 

@@ -169,11 +169,12 @@ def _run(
 
     Several of these commands on one study are workers of one search (see :mod:`flnas.study.workers`).
     """
+    from flnas.designers.optmetrics import format_opt_metrics
     from flnas.designers.registry import create_designer
-    from flnas.evaluate import Evaluator, format_opt_metrics
+    from flnas.evaluate import Evaluator
     from flnas.evaluate.config import TrainConfig
+    from flnas.records import check_rule, rank
     from flnas.study.loop import run_search
-    from flnas.study.selection import check_rule, rank
     from flnas.study.setup import accuracy_from_setup, choices_from_setup, resolve_setup, task_from_setup
     from flnas.study.storage import (
         DEFAULT_STUDY,
@@ -472,11 +473,11 @@ def register(app: typer.Typer) -> None:
         """Print the prompt the next search iteration would send to the LLM."""
         import numpy as np
 
-        from flnas.designers.base import DesignContext, Selection
+        from flnas.designers.base import DesignContext
         from flnas.designers.prompt import PromptGenerator
+        from flnas.records import Selection, get_best
         from flnas.study.history import load_candidates
         from flnas.study.loop import next_iteration
-        from flnas.study.selection import get_best
         from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
         from flnas.study.storage import get_search_settings, get_setup, open_study
 

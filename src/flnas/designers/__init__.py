@@ -1,7 +1,10 @@
-"""Designers propose architectures: llm, heuristic, random, evolution, fahana-rl (see ``registry``)."""
+"""Designers propose architectures: llm, heuristic, random, evolution, fahana-rl (see ``registry``).
+
+The records they read (``Candidate``, ``TaskInfo``, ``Selection``) live in :mod:`flnas.records`.
+"""
 
 from __future__ import annotations
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, TaskInfo
+from flnas.designers.base import DesignContext, Designer, Proposal
 
-__all__ = ["Candidate", "DesignContext", "Designer", "Proposal", "TaskInfo"]
+__all__ = ["DesignContext", "Designer", "Proposal"]

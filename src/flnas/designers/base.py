@@ -14,51 +14,7 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclass
-class Candidate:
-    """One evaluated (or failed) proposal as stored in the study."""
-
-    number: int  # Optuna trial number
-    iteration: int  # 1-based FL-NAS iteration
-    designer: str
-    spec: dict[str, Any] | None  # the architecture JSON (None when no valid spec was obtained)
-    status: str  # "ok" | "degenerate" | "failed" | "invalid" | "running"
-    metrics: dict[str, Any] | None = None  # the evaluator's JSON object (see `flnas evaluate --json`)
-    reason: str | None = None  # why it failed, when it did
-    baseline: str | None = None  # baseline model name (e.g. "resnet18") for baseline rows
-
-
-@dataclass
-class TaskInfo:
-    """What the network is for: shown to LLMs and used to size the output layer."""
-
-    dataset: str  # e.g. "ISIC 2019"
-    classes: list[str]
-    groups: dict[str, list[str]]  # attribute -> groups, e.g. {"sex": ["male", "female"], "age": [...]}
-    image_size: int
-    env: str  # target device, e.g. "Raspberry Pi 4"
-
-
-ACCURACIES = ("balanced", "plain")  # the study's accuracy of record (DESIGN.md): balanced is the default
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How a study compares candidates: GetBestMetrics' rule and tolerance, and the accuracy of record.
-
-    ``accuracy`` is "balanced" (mean per-class recall; the default for new studies) or "plain" (the paper's
-    preset). It travels in every :class:`DesignContext` so that each designer and the prompt generator
-    rank with the study's own settings (see :mod:`flnas.study.selection`).
-    """
-
-    rule: str = "fair"
-    tolerance: float = 0.02
-    accuracy: str = "balanced"
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """``rule``, ``tolerance`` and ``accuracy`` as keyword arguments of the selection functions."""
-        return {"rule": self.rule, "tolerance": self.tolerance, "accuracy": self.accuracy}
+from flnas.records import Candidate, Selection, TaskInfo
 
 
 @dataclass

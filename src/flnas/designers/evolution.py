@@ -3,7 +3,7 @@
 The population is the ``population`` most recent ok candidates of the study, so the oldest member ages
 out as each child arrives, exactly as in aging evolution, and a resumed search rebuilds it from the study.
 Each child: sample ``sample`` members at random, take the fittest by
-:func:`flnas.study.selection.fitness` (accuracy, minus twice the unfairness, minus a small cost per
+:func:`flnas.records.fitness` (accuracy, minus twice the unfairness, minus a small cost per
 decade of params: the paper's priorities as one number; the accuracy is the study's accuracy of record),
 and mutate it with ``flnas.space.mutate``.
 Until the population is full, children are random architectures (the warm start).
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flnas.designers.base import DesignContext, Designer, Proposal
-from flnas.designers.random import avoid_keys, checked, random_candidates
+from flnas.designers.common import avoid_keys, checked, random_candidates
 from flnas.designers.registry import register_designer
 from flnas.errors import SpecError
 
@@ -32,7 +32,7 @@ class EvolutionDesigner(Designer):
         self.sample = sample
 
     def propose(self, context: DesignContext, k: int = 1) -> list[Proposal]:
-        from flnas.study.selection import fitness, is_ok
+        from flnas.records import fitness, is_ok
 
         alive = [c for c in context.history if is_ok(c) and c.spec is not None][-self.population :]
         avoid = avoid_keys(context)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
+from flnas.designers.base import DesignContext, Designer, Proposal
+from flnas.records import Candidate, accuracy_key, unfairness_value
 
 CONV = ("conv", "sepconv")
 
@@ -196,7 +197,7 @@ class FaHaNaDesigner(Designer):
         """FaHaNa's reward: val accuracy - lam * val unfairness; the penalty when not ok or over budget."""
         metrics = candidate.metrics or {}
         val = metrics.get("val") or {}
-        key = "balanced_accuracy" if self._accuracy == "balanced" else "accuracy"
+        key = accuracy_key(self._accuracy)
         if candidate.status != "ok" or val.get(key) is None:
             return self.penalty
         budget = self._budget()
@@ -205,8 +206,7 @@ class FaHaNaDesigner(Designer):
         latency_budget = getattr(self._setting[0], "max_latency_s", None) if self._setting else None
         if latency_budget and (metrics.get("latency_s") or 0) > latency_budget:
             return self.penalty
-        unfairness = val.get("unfairness")
-        return float(val[key]) - self.lam * (1.0 if unfairness is None else float(unfairness))
+        return float(val[key]) - self.lam * unfairness_value(val.get("unfairness"))
 
     def _budget(self) -> int | None:
         if self.max_params is not None:
@@ -274,7 +274,7 @@ class FaHaNaDesigner(Designer):
         return steps
 
     def propose(self, context: DesignContext, k: int = 1) -> list[Proposal]:
-        from flnas.designers.random import avoid_keys, checked
+        from flnas.designers.common import avoid_keys, checked
 
         self._setting = (context.choices, context.task.image_size)
         self._accuracy = context.selection.accuracy

@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
-from flnas.designers.random import avoid_keys, checked, random_candidates
+from flnas.designers.base import DesignContext, Designer, Proposal
+from flnas.designers.common import avoid_keys, checked, random_candidates
 from flnas.designers.registry import register_designer
+from flnas.records import Candidate, is_evaluated
 
 Spec = dict[str, Any]
 Edit = Callable[[Spec, Any], Iterator[Spec]]
@@ -269,8 +270,6 @@ class HeuristicDesigner(Designer):
     @staticmethod
     def stalled(context: DesignContext) -> int:
         """Candidates evaluated since the best so far (ok or degenerate: neither became the best)."""
-        from flnas.study.loop import is_evaluated
-
         best = context.best.number if context.best is not None else -1
         return sum(1 for c in context.history if is_evaluated(c) and c.status != "failed" and c.number > best)
 
@@ -281,7 +280,7 @@ class HeuristicDesigner(Designer):
 
     def restart(self, context: DesignContext) -> Candidate | None:
         """After a whole ladder without a new best: another Pareto-front member to edit (one per cycle)."""
-        from flnas.study.selection import pareto_front
+        from flnas.records import pareto_front
 
         cycle = self.stalled(context) // (max(1, self.plateau) * len(self._ladder(context)))
         if cycle < 1:
@@ -306,8 +305,8 @@ class HeuristicDesigner(Designer):
         return out
 
     def _candidates(self, context: DesignContext, avoid: set[str]):
+        from flnas.records import rank
         from flnas.space import example_spec
-        from flnas.study.selection import rank
 
         init = self.init_spec if self.init_spec is not None else example_spec().model_dump(mode="json")
         init_ok = checked(init, context)

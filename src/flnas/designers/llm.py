@@ -26,11 +26,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flnas.designers import llm_http
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
+from flnas.designers.base import DesignContext, Designer, Proposal
 from flnas.designers.llm_http import FORMAT_MODES, USER_MODES
 from flnas.designers.parse import ReplyParseError, extract_spec_json
 from flnas.designers.prompt import PromptGenerator, opt_metrics
 from flnas.errors import FlnasError, LLMError
+from flnas.records import Candidate
 
 try:
     from flnas.designers.registry import register_designer

@@ -22,8 +22,9 @@ import string
 from pathlib import Path
 from typing import Any
 
-from flnas.designers.base import Candidate, DesignContext
+from flnas.designers.base import DesignContext
 from flnas.errors import FlnasError
+from flnas.records import Candidate
 
 __all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDERS", "REQUIRED_PLACEHOLDERS", "PromptGenerator"]
 
@@ -80,7 +81,7 @@ def opt_metrics(candidate: Candidate, accuracy: str = "plain") -> str:
     balanced accuracy, the number the study ranks by; the paper's preset ("plain") is the paper's line.
     """
     if candidate.status == "ok" and candidate.metrics:
-        from flnas.evaluate.optmetrics import format_opt_metrics
+        from flnas.designers.optmetrics import format_opt_metrics
 
         line = format_opt_metrics(candidate.metrics)
         if accuracy == "balanced":
@@ -94,7 +95,7 @@ def opt_metrics(candidate: Candidate, accuracy: str = "plain") -> str:
 
 def _rank(candidates: list[Candidate], context: DesignContext) -> list[Candidate]:
     """Best first, by the study's selection rule, tolerance and accuracy of record (from the context)."""
-    from flnas.study.selection import rank
+    from flnas.records import rank
 
     return rank(candidates, **context.selection.as_kwargs())
 

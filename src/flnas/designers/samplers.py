@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal
-from flnas.designers.random import avoid_keys, checked, random_candidates
+from flnas.designers.base import DesignContext, Designer, Proposal
+from flnas.designers.common import avoid_keys, checked, random_candidates
 from flnas.designers.registry import register_designer
+from flnas.records import Candidate, is_evaluated
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 MAX_ASKS = 60  # asks per proposal before falling back to a random architecture
@@ -50,7 +51,7 @@ class OptunaDesigner(Designer):
         return [0.0, 1.0, math.log10(budget) if budget else WORST_LOG_PARAMS]
 
     def _values(self, candidate: Candidate, context: DesignContext) -> list[float]:
-        from flnas.study.selection import is_ok, objectives
+        from flnas.records import is_ok, objectives
 
         if not is_ok(candidate):
             return self._worst(context)
@@ -63,7 +64,6 @@ class OptunaDesigner(Designer):
 
         from flnas.space import spec_key
         from flnas.space.sampler import distributions, encode_spec
-        from flnas.study.loop import is_evaluated
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         seed = int(context.rng.integers(2**31 - 1))

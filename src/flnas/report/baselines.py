@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flnas.designers.base import Candidate
 from flnas.errors import FlnasError
 from flnas.jsonsafe import json_safe
+from flnas.records import Candidate, accuracy_key, unfairness_value
 
 if TYPE_CHECKING:
     import optuna
@@ -77,16 +77,13 @@ def trial_values(metrics: dict[str, Any] | None, accuracy: str = "plain") -> lis
     ``accuracy`` is the study's accuracy setting ("balanced" or "plain"); plain val accuracy must be
     there either way (it is what the evaluator always reports).
     """
-    from flnas.study.selection import accuracy_key
-
     if not metrics:
         return None
     val = metrics.get("val") or {}
     record, params = val.get(accuracy_key(accuracy)), metrics.get("params")
     if val.get("accuracy") is None or record is None or params is None:
         return None
-    unfairness = val.get("unfairness")
-    return [float(record), 1.0 if unfairness is None else float(unfairness), float(params)]
+    return [float(record), unfairness_value(val.get("unfairness")), float(params)]
 
 
 def record_trial(study: optuna.Study, *, status: str, metrics: dict[str, Any] | None, **attrs: Any) -> int:

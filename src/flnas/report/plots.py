@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from flnas.designers.base import Candidate
-from flnas.report.table import FAHANA_DESIGNER, ReportTable, Row, get_best, metric_value
+from flnas.records import Candidate, get_best, pareto_front
+from flnas.report.table import FAHANA_DESIGNER, ReportTable, Row, metric_value
 
 PLOTS = ("accuracy_unfairness", "best_so_far", "group_accuracy")
 CAPTIONS = {
@@ -47,15 +47,6 @@ def _val(candidate: Candidate, key: str) -> float | None:
     return metric_value(candidate.metrics, ("val", key), "val")
 
 
-def pareto_front_2d(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(unfairness, accuracy) points not dominated (lower unfairness, higher accuracy), by unfairness."""
-    front: list[tuple[float, float]] = []
-    for unfairness, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or accuracy > front[-1][1]:
-            front.append((unfairness, accuracy))
-    return front
-
-
 def accuracy_unfairness_png(table: ReportTable) -> bytes:
     """Scatter of val accuracy against val unfairness; marker area by params; the Pareto front of searches."""
     fig = _figure()
@@ -87,7 +78,12 @@ def accuracy_unfairness_png(table: ReportTable) -> bytes:
             label=designer,
         )
     front_of = [c for c in searched if c.designer != FAHANA_DESIGNER] or searched
-    front = pareto_front_2d([(_val(c, "unfairness"), _val(c, acc_key)) for c in front_of])  # type: ignore[misc]
+    accuracy = "balanced" if acc_key == "balanced_accuracy" else "plain"
+    front = [
+        (_val(c, "unfairness"), _val(c, acc_key))
+        for c in pareto_front(front_of, accuracy=accuracy, params=False)  # on accuracy and unfairness alone
+    ]
+    front = sorted(set(front), key=lambda p: (p[0], -p[1]))  # type: ignore[arg-type]
     if front:
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
     for row in base:
@@ -125,7 +121,7 @@ def best_so_far_series(table: ReportTable) -> dict[str, list[tuple[int, float | 
         )
         points = []
         for i in range(1, len(history) + 1):
-            best = get_best(history[:i], table.selection)
+            best = get_best(history[:i], **table.selection)
             acc = _val(best, acc_key) if best else None
             unf = _val(best, "unfairness") if best else None
             points.append((i, acc, unf))
@@ -155,7 +151,7 @@ def best_so_far_png(table: ReportTable) -> bytes:
 def best_baseline(table: ReportTable) -> Row | None:
     """The baseline row chosen with the study's selection rule on validation (FaHaNa included)."""
     rows = table.baseline_rows
-    best = get_best([row.candidate for row in rows], table.selection)
+    best = get_best([row.candidate for row in rows], **table.selection)
     return next((row for row in rows if best is not None and row.candidate.number == best.number), None)
 
 

@@ -27,7 +27,7 @@ from flnas.evaluate.bootstrap import (
 from flnas.evaluate.stored import StoredPredictions, unpack_predictions
 
 if TYPE_CHECKING:
-    from flnas.designers.base import Candidate
+    from flnas.records import Candidate
 
 #: Table I columns whose values are measured on the test images (a mark needs the paired test)
 RESAMPLED = frozenset(CI_METRICS)

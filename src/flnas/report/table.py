@@ -21,8 +21,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flnas.designers.base import Candidate
 from flnas.errors import StudyError
+from flnas.records import Candidate, get_best, rank
 from flnas.report.baselines import baseline_label, load_kind, load_records
 from flnas.report.significance import RESAMPLED, PairedTests, study_seed
 
@@ -143,7 +143,7 @@ def selection_options(
     ``search`` is the study's search settings (``flnas.study.storage.get_search_settings``); ``accuracy``
     is the study's accuracy of record (``flnas.study.setup.accuracy_from_setup``).
     """
-    from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule
+    from flnas.records import DEFAULT_RULE, DEFAULT_TOLERANCE, check_rule
 
     if tolerance is None:
         tolerance = search.get("tolerance", DEFAULT_TOLERANCE)
@@ -154,20 +154,6 @@ def selection_options(
     }
     check_rule(options["rule"], options["tolerance"], accuracy)
     return options
-
-
-def get_best(candidates: list[Candidate], selection: dict[str, Any]) -> Candidate | None:
-    """GetBestMetrics with the study's rule (validation metrics only)."""
-    from flnas.study.selection import get_best as study_get_best
-
-    return study_get_best(candidates, **selection)
-
-
-def rank(candidates: list[Candidate], selection: dict[str, Any]) -> list[Candidate]:
-    """Ok candidates best first under the rule (Search-2 is the best once Search-1 is set aside)."""
-    from flnas.study.selection import rank as study_rank
-
-    return study_rank(candidates, **selection)
 
 
 # --- building ----------------------------------------------------------------------------------------------
@@ -229,10 +215,10 @@ def build_table(
 
     order = {name: i for i, name in enumerate(BASELINES)}
     rows.sort(key=lambda row: order.get(row.candidate.baseline or "", len(order)))
-    fahana = get_best([c for c in search if c.designer == FAHANA_DESIGNER], selection)
+    fahana = get_best([c for c in search if c.designer == FAHANA_DESIGNER], **selection)
     if fahana is not None:
         rows.append(Row(FAHANA_LABEL, "Baseline", fahana, []))
-    searched = rank([c for c in search if c.designer != FAHANA_DESIGNER], selection)[:top]
+    searched = rank([c for c in search if c.designer != FAHANA_DESIGNER], **selection)[:top]
     rows += [Row(f"Search-{i}", "FL-NAS", c, []) for i, c in enumerate(searched, start=1)]
     if not rows:
         raise StudyError(

@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-DEGENERATE = "degenerate"
+from flnas.records import DEGENERATE
+
+__all__ = ["CHANCE_MARGIN", "DEGENERATE", "DOMINANT_SHARE", "degenerate_reason", "is_degenerate"]
 DOMINANT_SHARE = 0.95
 CHANCE_MARGIN = 0.05
 

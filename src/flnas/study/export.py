@@ -23,8 +23,8 @@ from typing import Any
 
 import optuna
 
-from flnas.designers.base import Candidate
 from flnas.errors import FlnasError, StudyError
+from flnas.records import Candidate
 
 WEIGHT_FILES = ("model.pt", "model.onnx", "predictions.csv")
 
@@ -42,8 +42,8 @@ class Exported:
 
 def select_candidate(study: optuna.Study, *, number: int | None = None, best: bool = False) -> Candidate:
     """Trial ``number`` (any kind), or the search's OptDNN by the study's selection rule (``best``)."""
+    from flnas.records import DEFAULT_RULE, DEFAULT_TOLERANCE, get_best
     from flnas.study.history import load_candidates
-    from flnas.study.selection import DEFAULT_RULE, DEFAULT_TOLERANCE, get_best
     from flnas.study.storage import get_search_settings
 
     if best == (number is not None):

@@ -13,8 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from flnas.designers.base import Candidate
-from flnas.study.degenerate import DEGENERATE
+from flnas.records import Candidate, is_evaluated
 
 INTERRUPTED = "interrupted (process died during evaluation)"
 STALE = "interrupted (its worker sent no heartbeat for the grace period)"
@@ -54,13 +53,6 @@ def load_candidates(study: optuna.Study, *, kind: str | None = "search") -> list
         for t in sorted(trials, key=lambda t: t.number)
         if kind is None or t.user_attrs.get("kind") == kind
     ]
-
-
-def is_evaluated(candidate: Candidate) -> bool:
-    """Counts towards IterMax: trained to the end (ok or degenerate) or failed while training (not interrupted)."""
-    if candidate.status in ("ok", DEGENERATE):
-        return True
-    return candidate.status == "failed" and not (candidate.reason or "").startswith("interrupted")
 
 
 def evaluated_keys(history: list[Candidate]) -> dict[str, int]:

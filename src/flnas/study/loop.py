@@ -36,28 +36,30 @@ from typing import Any
 import numpy as np
 import optuna
 
-from flnas.designers.base import Candidate, DesignContext, Designer, Proposal, Selection, TaskInfo
+from flnas.designers.base import DesignContext, Designer, Proposal
 from flnas.jsonsafe import json_safe
+from flnas.records import (
+    DEFAULT_ACCURACY,
+    DEFAULT_RULE,
+    DEFAULT_TOLERANCE,
+    Candidate,
+    Selection,
+    TaskInfo,
+    check_rule,
+    get_best,
+    is_evaluated,
+    objectives,
+)
 from flnas.study import recording, workers
 from flnas.study.degenerate import DEGENERATE, degenerate_reason
-from flnas.study.history import (  # noqa: F401  (is_evaluated, evaluated_keys: public here too)
+from flnas.study.history import (
     STALE,
-    evaluated_keys,
-    is_evaluated,
     load_candidates,
     mark_interrupted,
     may_be_alive,
     open_slot,
     owner,
     taken_keys,
-)
-from flnas.study.selection import (
-    DEFAULT_ACCURACY,
-    DEFAULT_RULE,
-    DEFAULT_TOLERANCE,
-    check_rule,
-    get_best,
-    objectives,
 )
 
 PASSES_PER_ITERATION = 3

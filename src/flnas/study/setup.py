@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
-from flnas.designers.base import TaskInfo
 from flnas.errors import StudyError
 from flnas.evaluate.config import TrainConfig
-from flnas.study.selection import check_accuracy
+from flnas.records import TaskInfo, check_accuracy
 
 if TYPE_CHECKING:
     from flnas.data.dataset import PreparedData

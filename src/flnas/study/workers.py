@@ -35,8 +35,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from flnas.designers.base import Candidate, Proposal
-from flnas.study.history import is_evaluated, owner
+from flnas.designers.base import Proposal
+from flnas.records import Candidate, is_evaluated
+from flnas.study.history import owner
 from flnas.study.recording import record_trial
 
 DEFAULT_HEARTBEAT = 20  # seconds between two heartbeats of a claimed trial
