@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ torch.set_num_threads(1)
 from llm_server import llm_server  # noqa: E402,F401  (the fake chat-completions server fixture)
 from postgres_server import postgres_server, postgres_url  # noqa: E402,F401  (a throw-away PostgreSQL)
 
-ISIC_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2019_subset"
+# $FLNAS_ISIC_SUBSET points elsewhere (e.g. from a git worktree, whose parent has no shared/)
+ISIC_SUBSET = Path(os.environ.get("FLNAS_ISIC_SUBSET")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2019_subset")
 
 
 @pytest.fixture(autouse=True)

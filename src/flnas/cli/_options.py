@@ -18,7 +18,10 @@ SEED_MAX = 2**32 - 1  # numpy and torch both take it; torch refuses seeds of 2**
 
 # where the data comes from
 Data = Annotated[
-    Path | None, typer.Option("--data", help="ISIC 2019 directory; omitted: the embedded synthetic set.")
+    Path | None, typer.Option(
+        "--data", help="Dataset card (YAML/JSON), folder with flnas.yaml, or ISIC 2019 folder; omitted: the embedded "
+        "synthetic set."
+    )
 ]
 Subset = Annotated[
     int | None, typer.Option("--subset", min=1, help="Use N records (balanced over groups; the paper: 5000).")

@@ -1,4 +1,5 @@
-"""`flnas data summary | prepare | synth`: look at, check and cache a dataset, or write a synthetic one."""
+"""`flnas data summary | prepare | card | synth`: look at, check and cache a dataset, print its card, or write a
+synthetic one."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from flnas.cli._common import console, err_console, print_json
 from flnas.cli._options import SEED_MAX
 
 app = typer.Typer(
-    help="Inspect, check and cache a dataset in the ISIC 2019 layout, or write a synthetic one.",
+    help="Inspect, check and cache a dataset (a dataset card, or the ISIC 2019 layout), print its card, or write a "
+    "synthetic one.",
     no_args_is_help=True,
 )
 
-DATA_HELP = "Folder in the official ISIC 2019 layout (default: the embedded synthetic set)."
+DATA_HELP = ("A dataset card (YAML/JSON), a folder holding flnas.yaml, or a folder in the official ISIC 2019 layout "
+             "(default: the embedded synthetic set).")
 PROGRESS_HELP = "Show a progress bar (on stderr) while decoding."
 SIZE_HELP = "Side in pixels the images are decoded to."
 SUBSET_HELP = "Pick N records at random with balanced demographic groups (the paper uses 5000)."
@@ -30,8 +33,8 @@ def _load(data: Path | None, subset: int | None, seed: int, image_size: int, cac
                         skip_bad=skip_bad, progress=progress)
 
 
-def _print_summary(summary: dict) -> None:
-    """The summary as rich tables (the same numbers as --json)."""
+def _print_summary(summary: dict, attributes: dict[str, tuple[str, ...]]) -> None:
+    """The summary as rich tables (the same numbers as --json); ``attributes`` groups the group counts."""
     title = f"{summary['name']}  ({summary['root']})"
     if summary["synthetic"]:
         title += "  [bold yellow]SYNTHETIC data[/]"
@@ -47,17 +50,19 @@ def _print_summary(summary: dict) -> None:
     console.print(classes)
 
     subset = summary.get("subset")
-    groups = Table(title="demographic groups")
+    groups = Table(title="sensitive groups")
+    groups.add_column("attribute")
     groups.add_column("group")
     groups.add_column("count", justify="right")
     if subset:
         groups.add_column("available", justify="right")
-    for g, n in summary["group_counts"].items():
-        row = [g, str(n)] + ([str(subset["available_group_counts"][g])] if subset else [])
-        groups.add_row(*row)
-    missing = summary["missing"]
-    groups.add_row("unknown sex", str(missing["sex"]), *([""] if subset else []), style="dim")
-    groups.add_row("unknown age", str(missing["age"]), *([""] if subset else []), style="dim")
+    blank = [""] if subset else []
+    for attribute, names in attributes.items():
+        for k, g in enumerate(names):
+            row = [attribute if k == 0 else "", g, str(summary["group_counts"][g])]
+            groups.add_row(*row, *([str(subset["available_group_counts"][g])] if subset else []))
+        groups.add_row("", f"unknown {attribute}", str(summary["missing"][attribute]), *blank, style="dim",
+                       end_section=True)
     console.print(groups)
     if subset:
         console.print(f"subset: {subset['achieved']} of {subset['requested']} requested "
@@ -91,7 +96,7 @@ def summary_command(
     if as_json:
         print_json(prepared.summary)
     else:
-        _print_summary(prepared.summary)
+        _print_summary(prepared.summary, prepared.attributes)
 
 
 @app.command("prepare")
@@ -111,10 +116,31 @@ def prepare_command(
     if as_json:
         print_json(summary)
         return
-    _print_summary(summary)
+    _print_summary(summary, prepared.attributes)
     ok = summary["records"]
     console.print(f"[green]ok[/]: {ok} records checked and cached"
                   + (f", {summary['skipped']['total']} skipped" if summary["skipped"]["total"] else ""))
+
+
+@app.command("card")
+def card_command(
+    data: Path | None = typer.Argument(
+        None, metavar="[DATA]", help="A folder (ISIC 2019 layout, or holding flnas.yaml) or a card file; omitted: "
+        "the embedded synthetic set."
+    ),
+) -> None:
+    """Print the dataset card flnas reads DATA with (YAML), as a starting point for a card of your own."""
+    from flnas.data import default_synthetic_dir
+    from flnas.data.card import card_yaml, resolve_card
+
+    card, root, card_file = resolve_card(data if data is not None else default_synthetic_dir())
+    if card_file is None:
+        header = (f"flnas dataset card: the built-in card of the official ISIC 2019 layout, as used for {root}.\n"
+                  "Save it as flnas.yaml next to your data (paths are relative to the card) and edit it; "
+                  "docs/data.md describes every key.")
+    else:
+        header = f"flnas dataset card read from {card_file}"
+    console.print(card_yaml(card, header), end="", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("synth")

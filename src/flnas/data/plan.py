@@ -25,13 +25,15 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, METADATA, Record, load_records
+from flnas.data.card import Card, resolve_card
+from flnas.data.loader import MARKER, Record, load_card
 from flnas.data.subset import balanced_subset, check_subset_size, group_counts, split_records
 
-PLAN_VERSION = 1
-_SOURCES = ("isic.py", "subset.py", "groups.py", "plan.py")
-COLUMNS = ("image", "path", "label", "row", "sex", "age_approx", "lesion_id", "site")
+PLAN_VERSION = 2
+_SOURCES = ("card.py", "loader.py", "isic.py", "subset.py", "groups.py", "plan.py")
+COLUMNS = ("image", "path", "label", "row", "unit", "split")
 
 
 @dataclass
@@ -39,11 +41,21 @@ class Plan:
     """The chosen records (as columns) and everything the summary says about them and the dataset."""
 
     root: str
+    name: str
+    images: str  # the image folder, relative to root
+    manifest: str  # the manifest CSV's name (messages name its rows)
+    sources: str  # the CSV the sensitive columns come from (messages)
     classes: list[str]
     synthetic: bool
     skipped: dict[str, int]
     dataset: dict  # the summary's "dataset" object (counts before the subset, plus no_metadata)
     columns: dict[str, list]  # COLUMNS -> one value per chosen record; paths absolute strings
+    groups: dict[str, list]  # attribute -> the group of each chosen record (None: in no group)
+    values: dict[str, list]  # sensitive column -> the raw value of each chosen record (None: unknown)
+    numeric: list[str]  # the sensitive columns whose values are numbers
+    attributes: dict[str, list[str]]  # attribute -> its groups, card order then intersections
+    balance_on: list[str]
+    given_split: bool  # the card's split_column decides the split
     subset_report: dict | None
     split: dict[str, list[int]]  # indices into the columns
     counts: dict  # class_counts, group_counts, missing of the chosen records
@@ -51,20 +63,25 @@ class Plan:
 
     def records(self) -> list[Record]:
         """The chosen records as :class:`Record` objects (only needed when images must be dropped)."""
-        c = self.columns
+        c, n = self.columns, len(self.columns["image"])
         return [Record(image=c["image"][i], path=Path(c["path"][i]), label=c["label"][i], row=c["row"][i],
-                       sex=c["sex"][i], age_approx=math.nan if c["age_approx"][i] is None else c["age_approx"][i],
-                       lesion_id=c["lesion_id"][i], site=c["site"][i]) for i in range(len(c["image"]))]
+                       groups={a: g[i] for a, g in self.groups.items()},
+                       values={k: (math.nan if v[i] is None and k in self.numeric else v[i])
+                               for k, v in self.values.items()},
+                       unit=c["unit"][i], split=c["split"][i]) for i in range(n)]
 
 
-def record_counts(records: list[Record], classes: list[str]) -> dict:
-    """class_counts, group_counts and missing {sex, age} of some records."""
+def record_counts(records: list[Any], classes: list[str],
+                  attributes: dict[str, Any] | None = None) -> dict:
+    """class_counts, group_counts and missing (records in no group, per attribute) of some records."""
+    from flnas.data.groups import ATTRIBUTES
+
+    attributes = ATTRIBUTES if attributes is None else attributes
     labels = Counter(r.label for r in records)
     return {
         "class_counts": {c: labels.get(c, 0) for c in classes},
-        "group_counts": group_counts(records),
-        "missing": {"sex": sum(r.sex is None for r in records),
-                    "age": sum(r.age_group is None for r in records)},
+        "group_counts": group_counts(records, attributes),
+        "missing": {a: sum(r.groups.get(a) is None for r in records) for a in attributes},
     }
 
 
@@ -76,41 +93,55 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
-def plan_key(root: Path, *, subset: int | None, seed: int, skip_bad: bool) -> tuple[str, str]:
+def plan_key(root: Path, card: Card, card_file: Path | None, *, subset: int | None, seed: int,
+             skip_bad: bool) -> tuple[str, str]:
     """(entry name, key) of a plan; OSError when the folder, image folder or a CSV is missing."""
     absolute = os.path.abspath(root)
-    name = hashlib.sha256(f"{absolute}|{subset}|{seed}|{skip_bad}".encode()).hexdigest()[:24]
+    where = os.path.abspath(card_file) if card_file is not None else absolute
+    name = hashlib.sha256(f"{where}|{subset}|{seed}|{skip_bad}".encode()).hexdigest()[:24]
     digest = hashlib.sha256(f"flnas-records-v{PLAN_VERSION}|{name}|{_source_digest()}".encode())
-    for csv in (GROUND_TRUTH, METADATA):
-        st = os.stat(os.path.join(absolute, csv))
-        digest.update(f"\n{csv}|{st.st_size}|{st.st_mtime_ns}".encode())
-    digest.update(f"\nsynthetic|{os.path.isfile(os.path.join(absolute, 'SYNTHETIC.txt'))}".encode())
-    digest.update("\n".join(sorted(os.listdir(os.path.join(absolute, IMAGE_DIR)))).encode())
+    digest.update(json.dumps(card.model_dump(mode="json"), sort_keys=True).encode())
+    for csv in (card.manifest, card.metadata):
+        if csv is not None:
+            st = os.stat(os.path.join(absolute, csv))
+            digest.update(f"\n{csv}|{st.st_size}|{st.st_mtime_ns}".encode())
+    digest.update(f"\nsynthetic|{os.path.isfile(os.path.join(absolute, MARKER))}".encode())
+    digest.update("\n".join(sorted(os.listdir(os.path.join(absolute, card.images)))).encode())
     return f"records-{name}", digest.hexdigest()
 
 
-def build_plan(root: Path, *, subset: int | None, seed: int, skip_bad: bool) -> Plan:
+def build_plan(root: Path, card: Card, card_file: Path | None = None, *, subset: int | None, seed: int,
+               skip_bad: bool) -> Plan:
     """Read, check, subset and split ``root`` (the uncached path; raises DataError on bad input)."""
-    loaded = load_records(root, skip_bad=skip_bad)
+    loaded = load_card(card, root, card_file=card_file, skip_bad=skip_bad)
+    attributes = loaded.attributes
     records, subset_report = loaded.records, None
     if subset is not None:
-        chosen = balanced_subset(records, subset, seed=seed)
+        chosen = balanced_subset(records, subset, seed=seed, attributes=attributes, balance_on=card.balanced)
         records, subset_report = chosen.records, chosen.report
+    numeric = [s.column for s in card.sensitive.values() if s.numeric]
     columns = {
         "image": [r.image for r in records],
         "path": [os.path.abspath(r.path) for r in records],
         "label": [r.label for r in records],
         "row": [r.row for r in records],
-        "sex": [r.sex for r in records],
-        "age_approx": [None if math.isnan(r.age_approx) else r.age_approx for r in records],
-        "lesion_id": [r.lesion_id for r in records],
-        "site": [r.site for r in records],
+        "unit": [r.unit for r in records],
+        "split": [r.split for r in records],
     }
-    dataset = {"records": len(loaded.records), **record_counts(loaded.records, loaded.classes),
+    values = {s.column: [None if isinstance(v, float) and math.isnan(v) else v
+                         for v in (r.values[s.column] for r in records)] for s in card.sensitive.values()}
+    dataset = {"records": len(loaded.records), **record_counts(loaded.records, loaded.classes, attributes),
                "no_metadata": loaded.no_metadata}
-    return Plan(root=str(loaded.root), classes=loaded.classes, synthetic=loaded.synthetic,
-                skipped=dict(loaded.skipped), dataset=dataset, columns=columns, subset_report=subset_report,
-                split=split_records(records, seed=seed), counts=record_counts(records, loaded.classes))
+    if loaded.dropped_classes is not None:
+        dataset["dropped_classes"] = loaded.dropped_classes
+    given = card.split_column is not None
+    return Plan(root=str(loaded.root), name=loaded.name, images=card.images, manifest=Path(card.manifest).name,
+                sources=Path(card.metadata or card.manifest).name, classes=loaded.classes, synthetic=loaded.synthetic,
+                skipped=dict(loaded.skipped), dataset=dataset, columns=columns,
+                groups={a: [r.groups[a] for r in records] for a in attributes}, values=values, numeric=numeric,
+                attributes={a: list(g) for a, g in attributes.items()}, balance_on=card.balanced,
+                given_split=given, subset_report=subset_report, split=split_records(records, seed=seed, given=given),
+                counts=record_counts(records, loaded.classes, attributes))
 
 
 def _read(path: Path, key: str) -> tuple[str, Plan | None]:
@@ -127,7 +158,7 @@ def _read(path: Path, key: str) -> tuple[str, Plan | None]:
         payload = json.loads(body)
         plan = Plan(**payload, status="hit")
         n = len(plan.columns["image"])
-        if any(len(plan.columns[c]) != n for c in COLUMNS) or \
+        if any(len(plan.columns[c]) != n for c in COLUMNS) or any(len(g) != n for g in plan.groups.values()) or \
                 sorted(i for idx in plan.split.values() for i in idx) != list(range(n)):
             return "rebuilt (corrupt)", None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -149,18 +180,19 @@ def _write(path: Path, key: str, plan: Plan) -> None:
 
 
 def load_plan(root: str | Path, cache_dir: Path, *, subset: int | None, seed: int, skip_bad: bool) -> Plan:
-    """The plan of ``root`` from the records cache when it is current, else built (and cached)."""
-    root = Path(root).expanduser()
+    """The plan of ``root`` (a card file, a folder with ``flnas.yaml``, or the ISIC layout) from the records
+    cache when it is current, else built (and cached)."""
+    card, folder, card_file = resolve_card(root)
     check_subset_size(subset)
     try:
-        name, key = plan_key(root, subset=subset, seed=seed, skip_bad=skip_bad)
+        name, key = plan_key(folder, card, card_file, subset=subset, seed=seed, skip_bad=skip_bad)
     except OSError:  # something is missing: the loader raises the right one-line error
-        return build_plan(root, subset=subset, seed=seed, skip_bad=skip_bad)
+        return build_plan(folder, card, card_file, subset=subset, seed=seed, skip_bad=skip_bad)
     path = cache_dir / f"{name}.json"
     status, plan = _read(path, key)
     if plan is not None:
         return plan
-    plan = build_plan(root, subset=subset, seed=seed, skip_bad=skip_bad)
+    plan = build_plan(folder, card, card_file, subset=subset, seed=seed, skip_bad=skip_bad)
     plan.status = status
     _write(path, key, plan)
     return plan

@@ -1,16 +1,15 @@
-"""From a folder in the ISIC 2019 layout to a :class:`PreparedData` ready for the evaluator.
+"""From a dataset (a card, a folder with ``flnas.yaml``, or the ISIC 2019 layout) to a :class:`PreparedData`.
 
-Steps: read and check the CSVs and the image folder (:mod:`flnas.data.isic`), take the balanced subset
-when asked (:mod:`flnas.data.subset`), decode the chosen images through the cache
-(:mod:`flnas.data.cache`), drop or report unreadable images, split 70/20/10 by class and lesion, and
-write the summary that ``flnas data summary --json`` prints.
+Steps: read and check the CSVs and the image folder as the card says (:mod:`flnas.data.loader`), take the
+balanced subset when asked (:mod:`flnas.data.subset`), decode the chosen images through the cache
+(:mod:`flnas.data.cache`), drop or report unreadable images, split 70/20/10 by class and unit (or as the
+card's split column says), and write the summary that ``flnas data summary --json`` prints.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,47 +17,33 @@ import torch
 
 from flnas.data.cache import default_cache_dir, load_images
 from flnas.data.dataset import PreparedData, Split
-from flnas.data.groups import ATTRIBUTES, age_group
-from flnas.data.isic import GROUND_TRUTH, IMAGE_DIR, METADATA, Record
-from flnas.data.plan import load_plan, record_counts
+from flnas.data.plan import Plan, load_plan, record_counts
 from flnas.data.subset import SPLITS, group_counts, split_records
 from flnas.errors import DataError
 
-REAL_NAME = "ISIC 2019"
-SYNTHETIC_NAME = "synthetic (flnas)"
+
+def _arrays(plan: Plan, labels: list[str], images: list[str], groups: dict[str, list],
+            values: dict[str, list]) -> dict[str, dict[str, np.ndarray] | np.ndarray]:
+    """Per-record arrays for the splits: label index, image id, group per attribute, raw sensitive values."""
+    index = {c: i for i, c in enumerate(plan.classes)}
+    numeric = set(plan.numeric)
+    return {
+        "label": np.array([index[c] for c in labels], dtype=np.int64),
+        "image": np.array(images, dtype=object),
+        "groups": {a: np.array(g, dtype=object) for a, g in groups.items()},
+        "values": {c: (np.array([math.nan if x is None else x for x in v], dtype=float) if c in numeric
+                       else np.array(v, dtype=object)) for c, v in values.items()},
+    }
 
 
-def _columns(records: Sequence[Record], classes: list[str]) -> dict[str, np.ndarray]:
-    """Per-record arrays for the splits (label index, sex, age group, age, image id)."""
-    index = {c: i for i, c in enumerate(classes)}
-    return {"label": np.array([index[r.label] for r in records], dtype=np.int64),
-            "sex": np.array([r.sex for r in records], dtype=object),
-            "age_group": np.array([r.age_group for r in records], dtype=object),
-            "age_approx": np.array([r.age_approx for r in records], dtype=float),
-            "image": np.array([r.image for r in records], dtype=object)}
-
-
-def _plan_columns(columns: dict[str, list], classes: list[str]) -> dict[str, np.ndarray]:
-    """The same arrays straight from a cached plan's columns (no Record objects)."""
-    index = {c: i for i, c in enumerate(classes)}
-    values = [math.nan if a is None else a for a in columns["age_approx"]]
-    groups = {a: age_group(a) for a in set(values) if a is not None}
-    return {"label": np.array([index[c] for c in columns["label"]], dtype=np.int64),
-            "sex": np.array(columns["sex"], dtype=object),
-            "age_group": np.array([None if a is None else groups[a] for a in columns["age_approx"]], dtype=object),
-            "age_approx": np.array(values, dtype=float),
-            "image": np.array(columns["image"], dtype=object)}
-
-
-def _make_split(arrays: dict[str, np.ndarray], idx: list[int], images: np.ndarray) -> Split:
-    """One split of the ISIC layout: its groups are sex and age (:data:`flnas.data.groups.ATTRIBUTES`)."""
+def _make_split(arrays: dict, idx: list[int], images: np.ndarray) -> Split:
     take = np.asarray(idx, dtype=np.int64)
     return Split(
         images=torch.from_numpy(np.ascontiguousarray(images[take].transpose(0, 3, 1, 2))),
         labels=torch.from_numpy(arrays["label"][take]),
-        groups={"sex": arrays["sex"][take], "age": arrays["age_group"][take]},
+        groups={a: g[take] for a, g in arrays["groups"].items()},
         image_ids=arrays["image"][take].tolist(),
-        sensitive={"sex": arrays["sex"][take], "age_approx": arrays["age_approx"][take]},
+        sensitive={c: v[take] for c, v in arrays["values"].items()},
     )
 
 
@@ -87,28 +72,33 @@ def prepare_data(
 
     cache = load_images(plan.columns["path"], image_size, cache_dir=directory, progress=progress)
     images = cache.images
+    attributes = {a: tuple(g) for a, g in plan.attributes.items()}
     if cache.failed:  # rare: fall back to Record objects, drop the unreadable images and split again
         records = plan.records()
         first = min(cache.failed)
         bad = records[first]
         if not skip_bad:
-            raise DataError(f"{IMAGE_DIR}/{bad.path.name} ({GROUND_TRUTH} row {bad.row}): unreadable image "
+            raise DataError(f"{plan.images}/{bad.path.name} ({plan.manifest} row {bad.row}): unreadable image "
                             f"({cache.failed[first]})")
         keep = [i for i in range(len(records)) if i not in cache.failed]
         skipped["unreadable_image"] += len(cache.failed)
         records, images = [records[i] for i in keep], images[keep]
         if subset_report is not None:
-            subset_report.update(achieved=len(records), group_counts=group_counts(records))
+            subset_report.update(achieved=len(records), group_counts=group_counts(records, attributes))
             subset_report["note"] += f"; {len(cache.failed)} unreadable images were dropped after choosing"
         if not records:
             raise DataError(f"{plan.root}: no readable images left after skipping bad records")
-        split_idx, counts, arrays = split_records(records, seed=seed), record_counts(records, classes), \
-            _columns(records, classes)
+        split_idx = split_records(records, seed=seed, given=plan.given_split)
+        counts = record_counts(records, classes, attributes)
+        arrays = _arrays(plan, [r.label for r in records], [r.image for r in records],
+                         {a: [r.groups[a] for r in records] for a in attributes},
+                         {c: [r.values[c] for r in records] for c in plan.values})
     else:
-        split_idx, counts, arrays = plan.split, plan.counts, _plan_columns(plan.columns, classes)
+        split_idx, counts = plan.split, plan.counts
+        arrays = _arrays(plan, plan.columns["label"], plan.columns["image"], plan.groups, plan.values)
 
     splits = {name: _make_split(arrays, split_idx[name], images) for name in SPLITS}
-    name = SYNTHETIC_NAME if plan.synthetic else REAL_NAME
+    name = plan.name
     summary = {
         "name": name,
         "synthetic": plan.synthetic,
@@ -126,12 +116,12 @@ def prepare_data(
         "skipped": {"total": sum(skipped.values()), "by_reason": dict(sorted(skipped.items()))},
         "cache": {**cache.info(), "records": plan.status},
     }
-    summary["warnings"] = data_warnings(summary)
+    summary["warnings"] = data_warnings(summary, plan.sources)
     return PreparedData(name=name, root=Path(plan.root), classes=classes, image_size=image_size,
-                        splits=splits, synthetic=plan.synthetic, summary=summary, attributes=dict(ATTRIBUTES))
+                        splits=splits, synthetic=plan.synthetic, summary=summary, attributes=attributes)
 
 
-def data_warnings(summary: dict) -> list[str]:
+def data_warnings(summary: dict, source: str = "the metadata CSV") -> list[str]:
     """Sentences on data that loads but cannot give meaningful results (``summary["warnings"]``).
 
     Commands print them; the training commands also refuse such data (:func:`flnas.data.check_trainable`).
@@ -142,9 +132,10 @@ def data_warnings(summary: dict) -> list[str]:
         warnings.append(f"every record is of class {present[0]}: a classifier needs at least two classes, "
                         "and one trained on these records is trivially 100% accurate")
     records, missing = summary["records"], summary["missing"]
-    if records and missing["sex"] == records and missing["age"] == records:
-        warnings.append(f"no record has a known sex or age ({METADATA} has no usable row for these images): "
-                        "the demographic groups are empty and every fairness metric is undefined")
+    base = [a for a in missing if "/" not in a]
+    if records and base and all(missing[a] == records for a in base):
+        warnings.append(f"no record has a known {' or '.join(base)} ({source} has no usable row for these "
+                        "images): the groups are empty and every fairness metric is undefined")
     subset = summary.get("subset")
     if subset and subset["achieved"] < subset["requested"]:
         warnings.append(f"--subset {subset['requested']} asks for more records than the {subset['available']} "

@@ -1,19 +1,22 @@
-"""The paper's subset: N records at random with balanced demographic groups, then a 70/20/10 split.
+"""The paper's subset: N records at random with balanced groups, then a 70/20/10 split.
 
-Balanced subset (:func:`balanced_subset`). Records whose sex and age group are both known fall into the
-six cells sex x age group. Each cell is shuffled with the seed. Records are then taken one at a time
-from the cell whose groups are least represented so far, i.e. the cell minimising
-``count[sex] / (N/2) + count[age] / (N/3)`` (ties: the cell taken from least, then the fixed cell order).
-A group that runs out simply stops being chosen, so its share goes to the others while the remaining
-groups stay as even as the data allows (e.g. when only 239 records are young, all 239 are taken and the
-middle and old groups share the rest, with male and female kept equal). Only when all six cells are
-exhausted are records with missing sex or age added, at random. The report gives the achieved counts
-per group and cell, and a sentence saying how close to balance it got.
+Balanced subset (:func:`balanced_subset`). Records whose groups are known for every balanced attribute
+(the card's ``balance_on``, default all; ISIC: sex and age) fall into the cells of their product (ISIC: six
+cells sex x age group). Each cell is shuffled with the seed. Records are then taken one at a time from the
+cell whose groups are least represented so far, i.e. the cell minimising the sum over the balanced
+attributes of ``count[group] / (N / number of groups)`` (ISIC: ``count[sex] / (N/2) + count[age] / (N/3)``;
+ties: the cell taken from least, then the fixed cell order). A group that runs out simply stops being
+chosen, so its share goes to the others while the remaining groups stay as even as the data allows (e.g.
+when only 239 records are young, all 239 are taken and the middle and old groups share the rest, with male
+and female kept equal). Only when all cells are exhausted are records with a missing group added, at
+random. The report gives the achieved counts per group and cell, and a sentence saying how close to
+balance it got.
 
-Split (:func:`split_records`). Images of one ``lesion_id`` form a unit (a record without one is its own
-unit), labelled by its most common class. Per class, units are shuffled with the seed, ordered largest
-first, and each goes to the split (train, val, test) furthest below its 70/20/10 share of that class's
-images, so every class is split in proportion and no lesion spans two splits.
+Split (:func:`split_records`). Records of one unit (the card's ``group_column``; ISIC: ``lesion_id``) form a
+unit (a record without one is its own unit), labelled by its most common class. Per class, units are
+shuffled with the seed, ordered largest first, and each goes to the split (train, val, test) furthest below
+its 70/20/10 share of that class's images, so every class is split in proportion and no unit spans two
+splits. A card with a ``split_column`` keeps the user's own split instead.
 """
 
 from __future__ import annotations
@@ -21,44 +24,52 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
 
 import numpy as np
 
-from flnas.data.groups import AGE_GROUPS, ATTRIBUTES, SEX_GROUPS
-from flnas.data.isic import Record
+from flnas.data.groups import ATTRIBUTES
 from flnas.errors import DataError
 
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.7, 0.2, 0.1)
-CELLS = [(s, a) for s in SEX_GROUPS for a in AGE_GROUPS]
 
 
 @dataclass
 class SubsetResult:
     """The chosen records (in input order) and the report printed by ``flnas data summary``."""
 
-    records: list[Record]
+    records: list[Any]
     report: dict = field(default_factory=dict)
 
 
-def group_counts(records: Sequence[Record]) -> dict[str, int]:
-    """Records per demographic group (male, female, young, middle, old); unknowns count in none."""
-    sexes = Counter(r.sex for r in records)
-    ages = Counter(r.age_group for r in records)
-    return {**{g: sexes.get(g, 0) for g in SEX_GROUPS}, **{g: ages.get(g, 0) for g in AGE_GROUPS}}
+def group_counts(records: Sequence[Any], attributes: dict[str, Sequence[str]] | None = None) -> dict[str, int]:
+    """Records per group of every attribute, in attribute then group order; unknowns count in none.
+
+    ``attributes`` defaults to ISIC's (male, female, young, middle, old); group names are unique across
+    attributes, so one flat mapping holds them all.
+    """
+    attributes = ATTRIBUTES if attributes is None else attributes
+    out: dict[str, int] = {}
+    for attribute, groups in attributes.items():
+        counts = Counter(r.groups.get(attribute) for r in records)
+        out.update({g: counts.get(g, 0) for g in groups})
+    return out
 
 
-def cell_counts(records: Sequence[Record]) -> dict[str, int]:
-    """Records per ``sex|age`` cell, unknowns written as ``unknown``."""
-    counts = Counter(f"{r.sex or 'unknown'}|{r.age_group or 'unknown'}" for r in records)
+def cell_counts(records: Sequence[Any], balance_on: Sequence[str] = ("sex", "age")) -> dict[str, int]:
+    """Records per cell of the balanced attributes (``male|young``), unknowns written as ``unknown``."""
+    counts = Counter("|".join(r.groups.get(a) or "unknown" for a in balance_on) for r in records)
     return dict(sorted(counts.items()))
 
 
-def _balance(counts: dict[str, int], available: dict[str, int], total: int) -> tuple[dict, str]:
+def _balance(counts: dict[str, int], available: dict[str, int], total: int,
+             attributes: dict[str, Sequence[str]]) -> tuple[dict, str]:
     """Per attribute: target, min, max, min/max ratio; and a sentence on how close to balance it is."""
     balance: dict[str, dict] = {}
     sentences: list[str] = []
-    for attribute, groups in ATTRIBUTES.items():
+    for attribute, groups in attributes.items():
         values = [counts[g] for g in groups]
         lo, hi = min(values), max(values)
         balance[attribute] = {"target": round(total / len(groups), 1), "min": lo, "max": hi,
@@ -82,45 +93,54 @@ def check_subset_size(n: int | None) -> None:
         raise DataError(f"--subset must be a positive number of records, not {n}")
 
 
-def balanced_subset(records: Sequence[Record], n: int, *, seed: int = 0) -> SubsetResult:
-    """Pick ``n`` records at random (seeded) with the demographic groups as equal as possible."""
+def balanced_subset(records: Sequence[Any], n: int, *, seed: int = 0,
+                    attributes: dict[str, Sequence[str]] | None = None,
+                    balance_on: Sequence[str] | None = None) -> SubsetResult:
+    """Pick ``n`` records at random (seeded) with the groups of ``balance_on`` as equal as possible.
+
+    ``attributes`` (attribute -> groups; default ISIC's sex and age) are counted in the report;
+    ``balance_on`` (default: every attribute that is not an intersection) are balanced: each record with a
+    group in all of them falls in one cell of their product.
+    """
     check_subset_size(n)
+    attributes = dict(ATTRIBUTES) if attributes is None else dict(attributes)
+    on = [a for a in attributes if "/" not in a] if balance_on is None else list(balance_on)
+    cells = list(product(*(attributes[a] for a in on)))
     rng = np.random.default_rng(seed)
-    pools: dict[tuple[str, str], list[int]] = {cell: [] for cell in CELLS}
+    pools: dict[tuple[str, ...], list[int]] = {cell: [] for cell in cells}
     rest: list[int] = []
     for i, r in enumerate(records):
-        cell = (r.sex, r.age_group)
-        (pools[cell] if cell in pools else rest).append(i)  # type: ignore[index]
-    for cell in CELLS:
+        cell = tuple(r.groups.get(a) for a in on)
+        (pools[cell] if cell in pools else rest).append(i)
+    for cell in cells:
         pools[cell] = [pools[cell][j] for j in rng.permutation(len(pools[cell]))]
     rest = [rest[j] for j in rng.permutation(len(rest))]
 
     want = min(n, len(records))
-    sex_count = dict.fromkeys(SEX_GROUPS, 0)
-    age_count = dict.fromkeys(AGE_GROUPS, 0)
-    taken = dict.fromkeys(CELLS, 0)
+    count = [dict.fromkeys(attributes[a], 0) for a in on]
+    weight = [len(attributes[a]) / want for a in on] if want else [0.0] * len(on)
+    taken = dict.fromkeys(cells, 0)
     chosen: list[int] = []
-    sex_w, age_w = len(SEX_GROUPS) / want, len(AGE_GROUPS) / want
     while len(chosen) < want:
-        open_cells = [c for c in CELLS if taken[c] < len(pools[c])]
+        open_cells = [c for c in cells if taken[c] < len(pools[c])]
         if not open_cells:
             break
-        cell = min(open_cells, key=lambda c: (sex_count[c[0]] * sex_w + age_count[c[1]] * age_w, taken[c]))
+        cell = min(open_cells, key=lambda c: (sum(count[k][g] * weight[k] for k, g in enumerate(c)), taken[c]))
         chosen.append(pools[cell][taken[cell]])
         taken[cell] += 1
-        sex_count[cell[0]] += 1
-        age_count[cell[1]] += 1
+        for k, g in enumerate(cell):
+            count[k][g] += 1
     chosen.extend(rest[: want - len(chosen)])
     chosen.sort()
 
     picked = [records[i] for i in chosen]
-    counts, available = group_counts(picked), group_counts(records)
-    balance, note = _balance(counts, available, len(picked))
+    counts, available = group_counts(picked, attributes), group_counts(records, attributes)
+    balance, note = _balance(counts, available, len(picked), {a: attributes[a] for a in on})
     if len(picked) < n:
         note = f"only {len(picked)} records available, all taken; " + note
-    missing = sum(1 for r in picked if r.sex is None or r.age_group is None)
+    missing = sum(1 for r in picked if any(r.groups.get(a) is None for a in on))
     if missing:
-        note += f"; {missing} records with unknown sex or age were added to reach the size"
+        note += f"; {missing} records with unknown {' or '.join(on)} were added to reach the size"
     report = {
         "requested": n,
         "achieved": len(picked),
@@ -128,7 +148,7 @@ def balanced_subset(records: Sequence[Record], n: int, *, seed: int = 0) -> Subs
         "seed": seed,
         "group_counts": counts,
         "available_group_counts": available,
-        "cell_counts": cell_counts(picked),
+        "cell_counts": cell_counts(picked, on),
         "balance": balance,
         "note": note,
     }
@@ -136,12 +156,18 @@ def balanced_subset(records: Sequence[Record], n: int, *, seed: int = 0) -> Subs
 
 
 def split_records(
-    records: Sequence[Record], *, seed: int = 0, fractions: Sequence[float] = FRACTIONS
+    records: Sequence[Any], *, seed: int = 0, fractions: Sequence[float] = FRACTIONS, given: bool = False
 ) -> dict[str, list[int]]:
-    """Indices of ``records`` per split, stratified by class, all images of one lesion in one split."""
+    """Indices of ``records`` per split, stratified by class, all records of one unit in one split.
+
+    A record's unit is its ``unit`` (the card's ``group_column``; ISIC: the lesion), else itself. With
+    ``given`` each record goes to its own ``split`` (the card's ``split_column``) instead.
+    """
+    if given:
+        return {name: [i for i, r in enumerate(records) if r.split == name] for name in SPLITS}
     units: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
-        units[f"lesion:{r.lesion_id}" if r.lesion_id else f"image:{r.image}"].append(i)
+        units[f"lesion:{r.unit}" if r.unit else f"image:{r.image}"].append(i)
     by_class: dict[str, list[str]] = defaultdict(list)
     for key in sorted(units):
         labels = Counter(records[i].label for i in units[key])
