@@ -209,3 +209,25 @@ def test_card_command_prints_the_folders_card(tmp_path, capsys):
     code, out, _ = run(["data", "card", str(root)], capsys)
     assert code == 0 and out.startswith("# flnas dataset card read from")
     assert parse_card(yaml.safe_load(out), "printed") == read_card(root / "flnas.yaml")
+
+
+def test_synth_card_writes_a_dataset_with_a_third_attribute_and_an_intersection(tmp_path, capsys):
+    out = tmp_path / "syn"
+    code, _, _ = run(["data", "synth", "--out", str(out), "--card", "--n", "90", "--image-size", "16"], capsys)
+    assert code == 0 and (out / "flnas.yaml").is_file() and not (out / "ISIC_2019_Training_GroundTruth.csv").exists()
+    code, stdout, _ = run(["data", "summary", "--data", str(out), "--json", "--no-progress", "--image-size", "16",
+                           "--cache-dir", str(tmp_path / "c")], capsys)
+    summary = json.loads(stdout)
+    assert code == 0 and summary["name"] == "synthetic (flnas)" and summary["synthetic"] is True
+    assert list(summary["missing"]) == ["sex", "age", "skin_tone", "sex/skin_tone"]
+    groups = summary["group_counts"]
+    assert groups["light"] + groups["medium"] + groups["dark"] == 90 - summary["missing"]["skin_tone"]
+    assert groups["female/dark"] == sum(1 for r in load_dataset(out).records
+                                        if r.groups["sex"] == "female" and r.groups["skin_tone"] == "dark")
+    # the same generator as the ISIC layout: the same classes, records per lesion kept together
+    assert summary["classes"] == ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+    with pytest.raises(DataError, match="not synthetic; refusing to overwrite"):
+        (out / "SYNTHETIC.txt").unlink()
+        from flnas.data import write_synthetic
+
+        write_synthetic(out, n=10, card=True)

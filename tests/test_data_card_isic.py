@@ -18,20 +18,13 @@ import torch
 
 from flnas.cli.main import main
 from flnas.data import prepare_data
+from test_data_isic import summary as run  # runs the CLI, returns its JSON
 
 pytestmark = [pytest.mark.slow, pytest.mark.isic]
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "isic_reference.json").read_text())
 CASES = {"full": (None, 0), "subset600": (600, 0), "subset600_seed1": (600, 1)}
 SPEC = Path(__file__).resolve().parents[1] / "src" / "flnas" / "space" / "example_spec.json"
-
-
-def run(argv: list[str], capsys) -> dict:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out = capsys.readouterr()
-    assert exc.value.code == 0, out.err
-    return json.loads(out.out)
 
 
 def fingerprint(prepared) -> dict:

@@ -150,13 +150,18 @@ def synth_command(
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed."),
     image_size: int = typer.Option(64, "--image-size", help="Side of the written JPEGs in pixels."),
     bias: float = typer.Option(
-        0.5, "--bias", min=0, max=1, help="0..1: how much harder old and female records are made."
+        0.5, "--bias", min=0, max=1, help="0..1: how much harder old and female (with --card: dark-skinned) records "
+        "are made."
+    ),
+    card: bool = typer.Option(
+        False, "--card", help="Write a layout only a dataset card describes (flnas.yaml, labels.csv, images/): "
+        "other column names, a third attribute skin_tone (light, medium, dark) and the intersection sex/skin_tone."
     ),
 ) -> None:
-    """Write a SYNTHETIC dataset in the official ISIC 2019 layout (procedural lesion-like images)."""
+    """Write a SYNTHETIC dataset (procedural lesion-like images) in the ISIC 2019 layout, or with --card, a card's."""
     from flnas.data.synthetic import write_synthetic
 
-    path = write_synthetic(out, n=n, seed=seed, image_size=image_size, bias=bias)
+    path = write_synthetic(out, n=n, seed=seed, image_size=image_size, bias=bias, card=card)
     err_console.print(f"wrote {n} synthetic records ({image_size} px, bias {bias}) to {path}",
                       highlight=False)
     console.print(str(path), highlight=False)

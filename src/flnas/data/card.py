@@ -14,7 +14,6 @@ The official ISIC 2019 layout is a built-in card (:func:`flnas.data.isic.isic_ca
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from flnas.data.attributes import JOIN as SEPARATOR
 from flnas.errors import DataError
 
 #: the file names a folder given to ``--data`` may hold its card in
@@ -31,7 +31,6 @@ MISSING = ("", "nan", "unknown", "na", "n/a")
 #: what a split column may say (case-blind) and the split it means
 SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test", "testing": "test"}
-SEPARATOR = "/"  # joins attributes and groups of an intersection: "sex/age", "female/old"
 
 
 class _Strict(BaseModel):
@@ -249,15 +248,6 @@ def _check_names(names: list[str], what: str) -> None:
             raise ValueError(f"{what} name {name!r} must be non-empty and hold no {SEPARATOR!r} or '|'")
     if len(set(names)) != len(names):
         raise ValueError(f"{what} {_first_repeat(names)!r} is listed twice")
-
-
-def intersection_groups(groups: list[tuple[str, ...]]) -> tuple[str, ...]:
-    """The groups of an intersection, in the product order of its attributes' groups."""
-    return tuple(SEPARATOR.join(combo) for combo in itertools.product(*groups))
-
-
-def intersection_name(attributes: list[str] | tuple[str, ...]) -> str:
-    return SEPARATOR.join(attributes)
 
 
 def _describe(error: dict) -> str:

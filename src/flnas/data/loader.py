@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from flnas.data.card import SPLIT_VALUES, Attribute, Card, intersection_groups, intersection_name, resolve_card
+from flnas.data.attributes import JOIN, bin_value, check_attributes, intersection
+from flnas.data.card import SPLIT_VALUES, Attribute, Card, resolve_card
 from flnas.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".tif", ".tiff", ".webp")
@@ -166,19 +167,6 @@ def _number(text: str, spec: Attribute) -> float:
     return value
 
 
-def bin_value(value: float, bins: list[float], labels: list[str]) -> str | None:
-    """The label of ``value`` for edges ``e1 < ... < en``: ``x < e1``, ``e1 <= x < e2``, ...,
-    ``e(n-1) <= x <= en``, ``x > en`` (ISIC age 30, 65: young < 30, middle 30 to 65 inclusive, old > 65)."""
-    if math.isnan(value):
-        return None
-    if value < bins[0]:
-        return labels[0]
-    for i in range(1, len(bins)):
-        if value < bins[i]:
-            return labels[i]
-    return labels[len(bins) - 1] if value == bins[-1] else labels[len(bins)]
-
-
 def _range_text(spec: Attribute) -> str:
     if spec.valid_range is None:
         return "a number (or empty)"
@@ -203,7 +191,7 @@ class _Attributes:
             except ValueError:
                 collect.bad(f"bad_{attribute}", f"{where}: {spec.column} {text!r} is not {_range_text(spec)}")
                 return False, None, None
-            return True, bin_value(value, spec.bins or [], spec.labels or []), value
+            return True, bin_value(value, spec.bins or (), spec.labels or ()), value
         key = text.strip().casefold()
         if key in {m.strip().casefold() for m in spec.missing}:
             return True, None, None
@@ -223,7 +211,6 @@ class _Attributes:
     def attributes(self) -> dict[str, tuple[str, ...]]:
         """attribute -> groups: the card's attributes in card order, then the intersections."""
         out: dict[str, tuple[str, ...]] = {}
-        owner: dict[str, str] = {}
         where = self.source.file.name if self.source.file else "ISIC 2019 card"
         for attribute, spec in self.card.sensitive.items():
             names = spec.group_names()
@@ -232,17 +219,18 @@ class _Attributes:
                 shown = ", ".join(groups) or "none"
                 raise DataError(f"{where}: sensitive.{attribute}: column {spec.column} has {len(groups)} group(s) "
                                 f"({shown}); an attribute needs at least two groups")
-            for g in groups:
-                if "/" in g or "|" in g:
-                    raise DataError(f"{where}: sensitive.{attribute}: value {g!r} holds '/' or '|'; name the "
-                                    "groups with a groups: mapping")
-                if g in owner:
-                    raise DataError(f"{where}: sensitive: group {g!r} is in both {owner[g]} and {attribute}; "
-                                    "group names must be unique across attributes (map them with groups:)")
-                owner[g] = attribute
+            odd = [g for g in groups if JOIN in g or "|" in g]
+            if odd:
+                raise DataError(f"{where}: sensitive.{attribute}: value {odd[0]!r} holds {JOIN!r} or '|'; name the "
+                                "groups with a groups: mapping")
             out[attribute] = groups
+        try:
+            check_attributes(out)  # values found in two columns would make one group name of two attributes
+        except ValueError as exc:
+            raise DataError(f"{where}: sensitive: {exc} (name them with a groups: mapping)") from None
         for combo in self.card.intersections:
-            out[intersection_name(combo)] = intersection_groups([out[a] for a in combo])
+            name, groups = intersection(out, combo)
+            out[name] = groups
         return out
 
 
@@ -355,10 +343,10 @@ def _records(card: Card, root: Path, source: _Source, manifest: pd.DataFrame, ma
     records.sort(key=lambda r: r.image)  # same data, same subset and split, whatever the row order
     attributes = groups.attributes()
     for combo in card.intersections:
-        name = intersection_name(combo)
+        name = JOIN.join(combo)
         for r in records:
             parts = [r.groups[a] for a in combo]
-            r.groups[name] = None if None in parts else "/".join(parts)  # type: ignore[arg-type]
+            r.groups[name] = None if None in parts else JOIN.join(parts)  # type: ignore[arg-type]
     present = {r.label for r in records}
     if card.classes is not None:
         classes = list(card.classes)

@@ -1,4 +1,4 @@
-"""A synthetic dataset in the official ISIC 2019 layout, for tests and the embedded default.
+"""A synthetic dataset in the official ISIC 2019 layout (or read through a card), for tests and the default.
 
 Each of the 8 classes gets procedural lesion-like images with its own colour, shape and texture (MEL dark,
 irregular and variegated; NV round and even brown; BCC pink with red vessels; AK red and scaly; BKL tan with
@@ -7,6 +7,8 @@ that a small CNN can learn them at 32 px. Demographics (sex, age_approx) are dra
 empty, and some lesions have two images. ``bias`` makes some groups harder: images of old and of female
 patients get lower lesion contrast and more noise, so group accuracies differ after training. The folder
 holds ``SYNTHETIC.txt`` saying so; :func:`flnas.data.prepare_data` then names the dataset "synthetic (flnas)".
+With ``card=True`` the same images go into a layout only a dataset card describes (:data:`CARD`), with skin
+tone (light, medium, dark thirds of the background colour) as a third attribute.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ AGES = np.arange(5, 90, 5)
 AGE_WEIGHTS = np.array([0.04, 0.05, 0.05, 0.05, 0.06, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07,
                         0.06, 0.06, 0.06, 0.05])
 DEFAULT_SYNTHETIC = {"n": 600, "seed": 0, "image_size": 64, "bias": 0.5}
+CARD_FILE = "flnas.yaml"
+#: the card `write_synthetic(card=True)` writes: other column names, a file column with and without extension,
+#: a third three-valued attribute and an intersection
+CARD = {
+    "name": "synthetic skin (flnas)",
+    "images": "images",
+    "manifest": "labels.csv",
+    "image_column": "file",
+    "label_column": "diagnosis",
+    "classes": list(CLASSES),
+    "sensitive": {
+        "sex": {"column": "gender", "groups": {"male": ["M"], "female": ["F"]}},
+        "age": {"column": "age_years", "bins": [30, 65], "labels": ["young", "middle", "old"]},
+        "skin_tone": {"column": "skin_tone", "groups": ["light", "medium", "dark"]},
+    },
+    "intersections": [["sex", "skin_tone"]],
+    "group_column": "patient",
+}
 
 
 def _class_labels(n: int, rng: np.random.Generator) -> list[str]:
@@ -124,6 +144,7 @@ def _lesion_params(label: str, rng: np.random.Generator) -> dict:
     tone = rng.uniform(0, 1)
     skin = (235 - 60 * tone, 195 - 70 * tone, 170 - 70 * tone)
     return {
+        "tone": tone,
         "cx": rng.uniform(-0.15, 0.15), "cy": rng.uniform(-0.15, 0.15), "angle": rng.uniform(0, math.pi),
         "radius": rng.uniform(*LOOKS[label][1]), "ax": rng.uniform(0.85, 1.15), "ay": rng.uniform(0.75, 1.1),
         "harmonics": [(k, rng.uniform(0.3, 1.0), rng.uniform(0, 2 * math.pi)) for k in (2, 3, 5)],
@@ -132,16 +153,26 @@ def _lesion_params(label: str, rng: np.random.Generator) -> dict:
     }
 
 
-def _hardness(sex: str, age: float, bias: float) -> float:
-    """How much harder this record is made: old counts 0.6, female 0.4, scaled by ``bias``."""
+def _hardness(sex: str, age: float, bias: float, dark: bool = False) -> float:
+    """How much harder this record is made: old counts 0.6, female 0.4 (dark skin 0.4), scaled by ``bias``."""
     old = 0.6 if (not math.isnan(age) and age > 65) else 0.0
     female = 0.4 if sex == "female" else 0.0
-    return bias * (old + female)
+    return bias * (old + female + (0.4 if dark else 0.0))
+
+
+def skin_tone(tone: float) -> str:
+    """The card layout's third attribute: light, medium or dark thirds of the background skin tone."""
+    return "light" if tone < 1 / 3 else "medium" if tone < 2 / 3 else "dark"
 
 
 def write_synthetic(out: str | Path, *, n: int = 600, seed: int = 0, image_size: int = 64,
-                    bias: float = 0.5) -> Path:
-    """Write ``n`` synthetic records in the official ISIC 2019 layout into ``out``; return ``out``."""
+                    bias: float = 0.5, card: bool = False) -> Path:
+    """Write ``n`` synthetic records into ``out``; return ``out``.
+
+    The official ISIC 2019 layout by default; with ``card`` a dataset read through its card ``flnas.yaml``
+    (:data:`CARD`: ``images/``, ``labels.csv`` with other column names, a third attribute ``skin_tone`` whose
+    dark group ``bias`` also makes harder, and the intersection ``sex/skin_tone``).
+    """
     out = Path(out).expanduser()
     if n < 1:
         raise DataError(f"--n must be at least 1, not {n}")
@@ -149,24 +180,18 @@ def write_synthetic(out: str | Path, *, n: int = 600, seed: int = 0, image_size:
         raise DataError(f"--image-size must be between 8 and 1024 pixels, not {image_size}")
     if not 0.0 <= bias <= 1.0:
         raise DataError(f"--bias must be between 0 and 1, not {bias}")
-    if (out / GROUND_TRUTH).exists() and not (out / MARKER).exists():
+    if ((out / GROUND_TRUTH).exists() or (out / CARD_FILE).exists()) and not (out / MARKER).exists():
         raise DataError(f"{out}: holds a dataset that is not synthetic; refusing to overwrite it")
     try:
-        _write(out, n=n, seed=seed, image_size=image_size, bias=bias)
+        (_write_card if card else _write)(out, n=n, seed=seed, image_size=image_size, bias=bias)
     except OSError as exc:  # read-only or full file system, a file where a folder must go, no permission
         raise DataError(f"{out}: cannot write the synthetic dataset there ({exc.strerror or exc})") from None
     return out
 
 
-def _write(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> None:
-    """The files of :func:`write_synthetic` (checked arguments); OSErrors propagate."""
-    images_dir = out / IMAGE_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).unlink(missing_ok=True)  # written last: its presence means the set is complete
-    rng = np.random.default_rng(seed)
+def _lesions(rng: np.random.Generator, n: int, image_size: int, bias: float, card: bool):
+    """(index, lesion, pixels) of each record, drawing from ``rng`` in a fixed order."""
     labels = _class_labels(n, rng)
-
-    truth_rows, meta_rows = [], []
     previous: dict | None = None
     for i, label in enumerate(labels):
         if previous is not None and not previous["paired"] and rng.random() < 0.12:
@@ -182,9 +207,27 @@ def _write(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> Non
                 "site": str(rng.choice(SITES)),
             }
         previous = lesion
-        name = f"ISIC_{9000000 + i:07d}" + ("_downsampled" if i % 25 == 24 else "")
-        pixels = _lesion_image(lesion["label"], image_size, _hardness(lesion["sex"], lesion["age"], bias),
+        dark = card and skin_tone(lesion["params"]["tone"]) == "dark"
+        pixels = _lesion_image(lesion["label"], image_size, _hardness(lesion["sex"], lesion["age"], bias, dark),
                                lesion["params"], rng)
+        yield i, lesion, pixels
+
+
+def _marker(out: Path, n: int, seed: int, image_size: int, bias: float) -> None:
+    (out / MARKER).write_text(
+        "This dataset is SYNTHETIC: procedural lesion-like images written by flnas (write_synthetic), "
+        f"not real dermoscopy.\nn={n} seed={seed} image_size={image_size} bias={bias}\n")
+
+
+def _write(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> None:
+    """The files of :func:`write_synthetic` in the ISIC layout (checked arguments); OSErrors propagate."""
+    images_dir = out / IMAGE_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).unlink(missing_ok=True)  # written last: its presence means the set is complete
+    rng = np.random.default_rng(seed)
+    truth_rows, meta_rows = [], []
+    for i, lesion, pixels in _lesions(rng, n, image_size, bias, card=False):
+        name = f"ISIC_{9000000 + i:07d}" + ("_downsampled" if i % 25 == 24 else "")
         Image.fromarray(pixels).save(images_dir / f"{name}.jpg", quality=92)
         truth_rows.append([name] + ["1.0" if c == lesion["label"] else "0.0" for c in LABEL_COLUMNS])
         age_text = "" if math.isnan(lesion["age"]) else f"{lesion['age']:.1f}"
@@ -198,9 +241,32 @@ def _write(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> Non
         writer = csv.writer(fh)
         writer.writerow(["image", "age_approx", "anatom_site_general", "lesion_id", "sex"])
         writer.writerows(meta_rows[j] for j in rng.permutation(len(meta_rows)))
-    (out / MARKER).write_text(
-        "This dataset is SYNTHETIC: procedural lesion-like images written by flnas (write_synthetic), "
-        f"not real dermoscopy.\nn={n} seed={seed} image_size={image_size} bias={bias}\n")
+    _marker(out, n, seed, image_size, bias)
+
+
+def _write_card(out: Path, *, n: int, seed: int, image_size: int, bias: float) -> None:
+    """The files of :func:`write_synthetic` with ``card`` (checked arguments); OSErrors propagate."""
+    from flnas.data.card import card_yaml, parse_card
+
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).unlink(missing_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, lesion, pixels in _lesions(rng, n, image_size, bias, card=True):
+        name = f"syn{i:06d}.jpg"
+        Image.fromarray(pixels).save(images_dir / name, quality=92)
+        rows.append([name if i % 2 else name[:-4], lesion["label"], {"male": "M", "female": "F"}.get(lesion["sex"], ""),
+                     "" if math.isnan(lesion["age"]) else f"{lesion['age']:.0f}",
+                     skin_tone(lesion["params"]["tone"]), f"patient-{lesion['lesion_id'][4:]}"])
+    with open(out / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "diagnosis", "gender", "age_years", "skin_tone", "patient"])
+        writer.writerows(rows)
+    header = (f"SYNTHETIC dataset written by flnas (flnas data synth --card): n={n} seed={seed} "
+              f"image_size={image_size} bias={bias}")
+    (out / CARD_FILE).write_text(card_yaml(parse_card(CARD, CARD_FILE), header))
+    _marker(out, n, seed, image_size, bias)
 
 
 def default_synthetic_dir() -> Path:
