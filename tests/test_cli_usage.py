@@ -30,6 +30,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "data summary": ("--sbuset", ["--subset", "many"]),
     "data prepare": ("--imgae-size", ["--image-size", "big"]),
     "data synth": ("--seeed", ["--n", "x"]),
+    "data card": ("--jsno", ["one", "two"]),
     "space": ("valdiate", ["params", "--image-size", "x"]),
     "space schema": ("--jsno", ["extra"]),
     "space example": ("--jsno", ["extra"]),

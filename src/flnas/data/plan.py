@@ -1,13 +1,13 @@
 """Records cache: the checked records, balanced subset and split of a dataset, stored next to the images.
 
-Reading the two CSVs, checking every row, choosing the subset and splitting cost several times more
+Reading the CSVs, checking every row, choosing the subset and splitting cost several times more
 than loading the decoded images from their cache, so a warm ``prepare_data`` caches them too. A
 :class:`Plan` holds everything ``prepare_data`` needs before and after the image stage: the chosen
 records as columns, the subset report, the split indices and the whole-dataset counts of the summary.
 
-An entry ``records-<name>.json`` lives in the image cache folder. ``name`` hashes the dataset folder,
-``subset``, ``seed`` and ``skip_bad``; the entry's key also covers the size and modification time of
-both CSVs, the names in the image folder (a listed image that appears or disappears changes the
+An entry ``records-<name>.json`` lives in the image cache folder. ``name`` hashes the dataset folder (or
+card file), ``subset``, ``seed`` and ``skip_bad``; the entry's key also covers the card, the size and
+modification time of the CSVs, the names in the image folder (a listed image that appears or disappears changes the
 records), whether ``SYNTHETIC.txt`` exists, and a hash of the data-layer source (so a code change that
 could change the records rebuilds it). Image *contents* are checked by the image cache. The file is a
 JSON header line (version, key, SHA-256 of the rest) followed by the JSON payload; an entry whose key
