@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from flnas.errors import FlnasError
-from flnas.report import BASELINES, create_baseline, parse_models, run_baselines
+from flnas.evaluate.baselines import BASELINES, create_baseline, parse_models
+from flnas.study.baselines import run_baselines
 from flnas.study.storage import DIRECTIONS
 
 

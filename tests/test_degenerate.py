@@ -111,7 +111,8 @@ def test_loop_records_degenerate_never_best_and_counts_it(tmp_path, accuracy):
 
 
 def test_baseline_records_degenerate(tmp_path):
-    from flnas.report.baselines import load_kind, record_trial
+    from flnas.study.history import load_candidates as load_kind
+    from flnas.study.recording import add_trial as record_trial
 
     study = open_study("b", str(tmp_path / "s.db"))
     number = record_trial(

@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from flnas.report import build_table, record_trial, run_notes, run_repeats, to_markdown, write_report
+from flnas.report import build_table, run_notes, run_repeats, to_markdown, write_report
 from flnas.report.table import COLUMNS, DOWN
 from flnas.space import example_spec
+from flnas.study.recording import add_trial as record_trial
 from flnas.study.storage import open_study, set_setup
 
 # the rows of Table I for the `study` fixture, in order: baselines, FaHaNa, then the searched models

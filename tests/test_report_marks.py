@@ -12,10 +12,11 @@ import pytest
 from flnas.evaluate.bootstrap import bootstrap, paired_difference
 from flnas.evaluate.fairness import fairness_metrics
 from flnas.evaluate.stored import pack_predictions
-from flnas.report import build_table, record_trial, run_notes, to_csv, to_latex, to_markdown, to_rich
+from flnas.report import build_table, run_notes, to_csv, to_latex, to_markdown, to_rich
 from flnas.report.html import to_html
 from flnas.report.table import DOWN, UP
 from flnas.space import example_spec
+from flnas.study.recording import add_trial as record_trial
 from flnas.study.storage import DIRECTIONS, set_setup
 
 N, K, SEED = 400, 4, 3

@@ -170,7 +170,8 @@ def register(app: typer.Typer) -> None:
         accuracy: opt.Accuracy = None,
     ) -> None:
         """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
-        from flnas.report import parse_models, run_baselines
+        from flnas.evaluate.baselines import parse_models
+        from flnas.study.baselines import run_baselines
 
         names = parse_models(models)
         train = opt.train_overrides(
@@ -239,8 +240,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
         from flnas.designers.registry import create_designer, designer_options
+        from flnas.evaluate.baselines import parse_models
         from flnas.records import check_rule
-        from flnas.report import parse_models, run_baselines
+        from flnas.study.baselines import run_baselines
         from flnas.study.loop import run_search
         from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
         from flnas.study.storage import set_search_settings

@@ -1,7 +1,8 @@
-"""Baselines, Table I and the report (terminal, Markdown, CSV, LaTeX, one HTML page with the plots).
+"""Table I and the report (terminal, Markdown, CSV, LaTeX, one HTML page with the plots).
 
 Every number comes from the study being reported: the search candidates, the baselines trained under the same
-evaluator settings, and optional re-runs with other seeds. Nothing is copied from the paper.
+evaluator settings (:mod:`flnas.study.baselines`), and optional re-runs with other seeds. Nothing is copied
+from the paper.
 """
 
 from __future__ import annotations
@@ -9,15 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flnas.report.baselines import (
-    BASELINES,
-    baseline_names,
-    create_baseline,
-    load_records,
-    parse_models,
-    record_trial,
-    run_baselines,
-)
 from flnas.report.formats import to_csv, to_latex, to_markdown, to_rich
 from flnas.report.repeats import run_repeats
 from flnas.report.table import ReportTable, build_table, run_notes
@@ -25,16 +17,9 @@ from flnas.report.table import ReportTable, build_table, run_notes
 FORMATS = ("terminal", "md", "csv", "tex", "html", "png")
 
 __all__ = [
-    "BASELINES",
     "FORMATS",
     "ReportTable",
-    "baseline_names",
     "build_table",
-    "create_baseline",
-    "load_records",
-    "parse_models",
-    "record_trial",
-    "run_baselines",
     "run_notes",
     "run_repeats",
     "to_csv",

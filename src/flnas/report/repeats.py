@@ -1,56 +1,21 @@
-"""Re-train Table I's models with other seeds, so that its cells can show mean +/- std.
+"""``flnas report --repeats R``: re-train every Table I row with R other seeds, so its cells show mean +/- std.
 
-Each re-run uses the study's own setup (same data, split and evaluator settings) with only the training seed
-changed to ``seed + r`` for r = 1..R, and is recorded in the study as ``kind="repeat"`` with ``repeat_of``
-(the original trial number) and ``repeat`` (r). A re-run already recorded as ok is never trained again, so an
-interrupted ``flnas report --repeats R`` resumes where it stopped.
+The report chooses the rows (baselines, FaHaNa, Search-1..top); :mod:`flnas.study.repeats` trains them under
+the study's own setup and records each re-run in the study.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flnas.errors import FlnasError, StudyError
-from flnas.report.baselines import create_baseline, load_records, record_trial
-from flnas.report.table import Row, build_table
+from flnas.errors import StudyError
+from flnas.report.table import build_table
+from flnas.study.repeats import rerun
 
 if TYPE_CHECKING:
     import optuna
-
-
-def done_repeats(study: optuna.Study) -> set[tuple[int, int]]:
-    """(repeat_of, repeat) pairs that already have an ok re-run."""
-    return {
-        (int(attrs["repeat_of"]), int(attrs["repeat"]))
-        for candidate, attrs in load_records(study, "repeat")
-        if candidate.status == "ok" and attrs.get("repeat_of") is not None and attrs.get("repeat") is not None
-    }
-
-
-def seeded_setup(setup: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The study's setup with only the training seed changed (the split seed, so the test set, stays)."""
-    changed = copy.deepcopy(setup)
-    changed.setdefault("train", {})["seed"] = seed
-    return changed
-
-
-def _evaluator_factory(setup: dict[str, Any], data: Any) -> Callable[[int], Any]:
-    """seed -> Evaluator on the study's data with the study's settings and that training seed."""
-    from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import TrainConfig
-
-    if data is None:
-        from flnas.study.setup import data_from_setup
-
-        data = data_from_setup(setup)
-
-    def make(seed: int) -> Any:
-        return Evaluator(data, TrainConfig.from_dict(seeded_setup(setup, seed)["train"]))
-
-    return make
 
 
 def run_repeats(
@@ -70,64 +35,9 @@ def run_repeats(
     """
     if repeats < 1:
         return 0
-    setup = study.user_attrs.get("setup")
-    if not setup and evaluator_for_seed is None:
+    if not study.user_attrs.get("setup") and evaluator_for_seed is None:
         raise StudyError(
             f"study {study.study_name!r} has no setup to re-train with; it was not made by flnas"
         )
-    table = build_table(study, top=top)
-    base_seed = int(((setup or {}).get("train") or {}).get("seed", 0))
-    done = done_repeats(study)
-    todo = [
-        (row, r) for row in table.rows for r in range(1, repeats + 1) if (row.candidate.number, r) not in done
-    ]
-    if not todo:
-        log(f"repeats: all {repeats} re-runs of {len(table.rows)} rows are already in the study")
-        return 0
-    make = evaluator_for_seed or _evaluator_factory(setup or {}, data)
-    evaluators: dict[int, Any] = {}
-    for row, r in todo:
-        seed = base_seed + r
-        if seed not in evaluators:
-            evaluators[seed] = make(seed)
-        evaluator = evaluators[seed]
-        log(f"repeat {r}/{repeats} of {row.label} (trial {row.candidate.number}, seed {seed})")
-        status, reason, metrics = _evaluate(evaluator, row, out_dir, r)
-        record_trial(
-            study,
-            status=status,
-            metrics=metrics,
-            reason=reason,
-            kind="repeat",
-            designer=row.candidate.designer,
-            baseline=row.candidate.baseline,
-            spec=row.candidate.spec,
-            spec_key=None,
-            seed=seed,
-            repeat_of=row.candidate.number,
-            repeat=r,
-            iteration=row.candidate.iteration,
-            record={"label": row.label},
-        )
-        if status != "ok":
-            log(f"repeat {r} of {row.label}: {status}: {reason}")
-    return len(todo)
-
-
-def _evaluate(evaluator: Any, row: Row, out_dir: Path | None, r: int) -> tuple[str, str | None, dict | None]:
-    candidate = row.candidate
-    target: Any = candidate.spec
-    try:
-        if candidate.baseline:
-            target = create_baseline(
-                candidate.baseline, evaluator.data.num_classes, seed=evaluator.config.seed
-            )
-        if target is None:
-            return "failed", "the original candidate has no spec to re-train", None
-        run_dir = Path(out_dir) / "repeats" / f"{row.label}-{r}" if out_dir else None
-        result = evaluator.evaluate(target, name=f"{row.label} repeat {r}", out_dir=run_dir)
-    except FlnasError:
-        raise
-    except Exception as exc:  # a re-run that cannot train is recorded, the others go on
-        return "failed", f"{type(exc).__name__}: {exc}", None
-    return result.status, result.reason, result.metrics
+    rows = [(row.label, row.candidate) for row in build_table(study, top=top).rows]
+    return rerun(study, rows, repeats, data=data, evaluator_for_seed=evaluator_for_seed, out_dir=out_dir, log=log)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flnas.errors import StudyError
+from flnas.evaluate.baselines import BASELINES, baseline_label
 from flnas.records import Candidate, get_best, rank
-from flnas.report.baselines import baseline_label, load_kind, load_records
 from flnas.report.significance import RESAMPLED, PairedTests, study_seed
 
 if TYPE_CHECKING:
@@ -190,6 +190,7 @@ def build_table(
     tolerance: float | None = None,
 ) -> ReportTable:
     """Read the study and assemble Table I (no training happens here)."""
+    from flnas.study.history import load_candidates, load_trials
     from flnas.study.setup import accuracy_from_setup
     from flnas.study.storage import get_search_settings, get_setup
 
@@ -197,10 +198,10 @@ def build_table(
     accuracy = accuracy_from_setup(setup)
     selection = selection_options(get_search_settings(study), rule, tolerance, accuracy=accuracy)
     columns = columns_for(accuracy)
-    search = load_kind(study, "search")
-    baselines = load_kind(study, "baseline")
+    search = load_candidates(study, "search")
+    baselines = load_candidates(study, "baseline")
     repeats: dict[int, list[dict[str, Any]]] = {}
-    for candidate, attrs in load_records(study, "repeat"):
+    for candidate, attrs in load_trials(study, "repeat"):
         if candidate.status == "ok" and candidate.metrics and attrs.get("repeat_of") is not None:
             repeats.setdefault(int(attrs["repeat_of"]), []).append(candidate.metrics)
 
@@ -211,8 +212,6 @@ def build_table(
             seen.add(candidate.baseline or "")
             flag = DEGENERATE_FLAG if candidate.status == "degenerate" else ""
             rows.append(Row(baseline_label(candidate.baseline or "?") + flag, "Baseline", candidate, []))
-    from flnas.report.baselines import BASELINES
-
     order = {name: i for i, name in enumerate(BASELINES)}
     rows.sort(key=lambda row: order.get(row.candidate.baseline or "", len(order)))
     fahana = get_best([c for c in search if c.designer == FAHANA_DESIGNER], **selection)

@@ -45,7 +45,7 @@ def candidate_from_trial(trial: FrozenTrial) -> Candidate:
     )
 
 
-def load_candidates(study: optuna.Study, *, kind: str | None = "search") -> list[Candidate]:
+def load_candidates(study: optuna.Study, kind: str | None = "search") -> list[Candidate]:
     """Candidates of one kind ("search", "baseline", "repeat"; None: all), oldest first."""
     trials = study.get_trials(deepcopy=False)
     return [
@@ -53,6 +53,12 @@ def load_candidates(study: optuna.Study, *, kind: str | None = "search") -> list
         for t in sorted(trials, key=lambda t: t.number)
         if kind is None or t.user_attrs.get("kind") == kind
     ]
+
+
+def load_trials(study: optuna.Study, kind: str) -> list[tuple[Candidate, dict[str, Any]]]:
+    """Candidates of one kind, oldest first, with each trial's user attributes (for repeat_of, seed, ...)."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    return [(candidate_from_trial(t), dict(t.user_attrs)) for t in trials if t.user_attrs.get("kind") == kind]
 
 
 def evaluated_keys(history: list[Candidate]) -> dict[str, int]:

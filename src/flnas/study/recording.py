@@ -1,4 +1,6 @@
-"""Record a finished candidate in the study and its files in the run folder, so that neither is lost or torn.
+"""The one writer of trials: a finished candidate into the study and its files into the run folder, so
+that neither is lost or torn (:func:`record_trial`); a finished evaluation made outside the loop, a
+baseline or a re-run, as a new trial (:func:`add_trial`).
 
 A candidate's files are written into a hidden temporary folder ``candidates/.<n>.partial/``; when they are
 complete, the study record that is about to be written goes next to them (``.pending.json``), then the
@@ -29,6 +31,8 @@ import optuna
 from optuna.trial import TrialState
 
 from flnas.errors import FlnasError
+from flnas.jsonsafe import json_safe
+from flnas.records import accuracy_key, unfairness_value
 
 PENDING = ".pending.json"
 
@@ -224,3 +228,43 @@ def _same_trial(trial: optuna.trial.FrozenTrial, payload: dict[str, Any]) -> boo
         and stored.get("started") == pending.get("started")
         and stored.get("owner") == pending.get("owner")
     )
+
+
+def trial_values(metrics: dict[str, Any] | None, accuracy: str = "plain") -> list[float] | None:
+    """The study's objective values ``[val accuracy of record, val unfairness, params]``; None when missing.
+
+    ``accuracy`` is the study's accuracy setting ("balanced" or "plain"); plain val accuracy must be
+    there either way (it is what the evaluator always reports).
+    """
+    if not metrics:
+        return None
+    val = metrics.get("val") or {}
+    record, params = val.get(accuracy_key(accuracy)), metrics.get("params")
+    if val.get("accuracy") is None or record is None or params is None:
+        return None
+    return [float(record), unfairness_value(val.get("unfairness")), float(params)]
+
+
+def add_trial(study: optuna.Study, *, status: str, metrics: dict[str, Any] | None, **attrs: Any) -> int:
+    """Store one finished evaluation made outside the loop (a baseline, a re-run) as a new trial; its number.
+
+    COMPLETE with values if ok, else FAIL. The values follow the study's accuracy setting; an ok
+    evaluation whose validation predictions are degenerate (:mod:`flnas.study.degenerate`) is stored with
+    status "degenerate" and the reason, as FAIL (except a re-run of a Table I row, kind "repeat").
+    """
+    from flnas.study.degenerate import DEGENERATE, degenerate_reason
+    from flnas.study.setup import accuracy_from_setup
+    from flnas.study.storage import get_setup
+
+    values = trial_values(metrics, accuracy_from_setup(get_setup(study))) if status == "ok" else None
+    if status == "ok" and values is None:
+        status, attrs["reason"] = "failed", "the evaluator returned no validation accuracy or params"
+    # a re-run (kind "repeat") is one seed of a row already in Table I: it keeps "ok" so the row's mean
+    # includes it (and is redone never), whatever its predictions
+    if status == "ok" and attrs.get("kind") != "repeat" and (why := degenerate_reason(metrics)) is not None:
+        status, attrs["reason"], values = DEGENERATE, why, None
+    user_attrs = {"status": status, "metrics": metrics, **attrs}
+    user_attrs.setdefault("reason", None)
+    state = TrialState.COMPLETE if values is not None else TrialState.FAIL
+    study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=json_safe(user_attrs)))
+    return study.get_trials(deepcopy=False)[-1].number
