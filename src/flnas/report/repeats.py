@@ -30,8 +30,7 @@ def run_repeats(
 ) -> int:
     """Re-train every Table I row (baselines, FaHaNa, Search-1..top) ``repeats`` times; return how many ran.
 
-    ``evaluator_for_seed`` (seed -> evaluator) replaces the study's evaluator, for tests; by default the
-    study's setup is used (``data`` skips rebuilding its dataset when the caller already has it).
+    The other arguments are :func:`flnas.study.repeats.rerun`'s.
     """
     if repeats < 1:
         return 0
