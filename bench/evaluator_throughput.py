@@ -168,7 +168,7 @@ def minimal_loop(model, images, labels, *, mean, std, config, augment_fn) -> Non
 def run_spec(name: str, args: argparse.Namespace, images, labels) -> dict[str, Any]:
     import torch
 
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.evaluate.hardware import count_flops
     from flnas.evaluate.train import Normalizer, augment, train_model
     from flnas.space import ArchSpec, build_model
@@ -181,8 +181,8 @@ def run_spec(name: str, args: argparse.Namespace, images, labels) -> dict[str, A
     std = torch.tensor(normalize.std).view(1, 3, 1, 1)
     device = torch.device("cpu")
 
-    def config(epochs: int) -> TrainConfig:
-        return TrainConfig(
+    def config(epochs: int) -> EvaluatorConfig:
+        return EvaluatorConfig(
             epochs=epochs,
             patience=0,
             batch_size=args.batch_size,

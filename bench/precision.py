@@ -66,7 +66,7 @@ def speed(name: str, args: argparse.Namespace, images, labels, settings: list[st
     """Training images per second of each setting (best of the repeats)."""
     import torch
 
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.evaluate.train import Normalizer, train_model
     from flnas.space import ArchSpec, build_model
 
@@ -76,7 +76,7 @@ def speed(name: str, args: argparse.Namespace, images, labels, settings: list[st
 
     def run(setting: str, epochs: int) -> float:
         precision, channels_last = SETTINGS[setting]
-        config = TrainConfig(epochs=epochs, patience=0, batch_size=args.batch_size, augment=False,
+        config = EvaluatorConfig(epochs=epochs, patience=0, batch_size=args.batch_size, augment=False,
                              measure_hardware=False, device="cpu", seed=0, precision=precision,
                              channels_last=channels_last)
         model = copy.deepcopy(init)
@@ -97,11 +97,11 @@ def speed(name: str, args: argparse.Namespace, images, labels, settings: list[st
 def accuracy(name: str, args: argparse.Namespace, prepared) -> dict[str, float | None]:
     """Validation balanced accuracy of ``name`` trained fp32 and bf16 from the same seed."""
     from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
 
     out: dict[str, float | None] = {}
     for precision in ("fp32", "bf16"):
-        config = TrainConfig(epochs=args.accuracy_epochs, patience=3, batch_size=args.batch_size, device="cpu",
+        config = EvaluatorConfig(epochs=args.accuracy_epochs, patience=3, batch_size=args.batch_size, device="cpu",
                              seed=0, measure_hardware=False, class_weighted_loss=True, precision=precision)
         result = Evaluator(prepared, config).evaluate(SPECS[name], name=f"{name}-{precision}")
         out[precision] = ((result.metrics or {}).get("val") or {}).get("balanced_accuracy")

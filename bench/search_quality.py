@@ -4,7 +4,7 @@ For every designer (random, evolution, heuristic, fahana-rl, tpe, nsga2, gp, and
 is configured)
 and every repeat r = 0..R-1, ``flnas.study.loop.run_search`` runs N iterations (N evaluated candidates;
 invalid proposals are re-designed and do not count) in a fresh SQLite study, on the same prepared data,
-with search seed r and training seed r, the same TrainConfig and the same Choices. Then:
+with search seed r and training seed r, the same EvaluatorConfig and the same Choices. Then:
 
 - hypervolume after each evaluation of the front of (val accuracy up, val unfairness down, params down),
   computed on the minimised point (1 - val accuracy, val unfairness, params / max_params) against the
@@ -155,12 +155,12 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.records import TaskInfo
     from flnas.study.loop import run_search
     from flnas.study.storage import open_study
 
-    config = TrainConfig(
+    config = EvaluatorConfig(
         epochs=args.epochs,
         patience=args.patience,
         seed=seed,

@@ -139,8 +139,8 @@ def test_other_commands_bound_their_numbers_too(argv, capsys, tmp_path, monkeypa
 
 def test_library_config_check_refuses_a_negative_patience():
     from flnas.errors import FlnasError
-    from flnas.evaluate import TrainConfig
+    from flnas.evaluate import EvaluatorConfig
     from flnas.evaluate.evaluator import check_config
 
     with pytest.raises(FlnasError, match="patience must be 0"):
-        check_config(TrainConfig(patience=-1))
+        check_config(EvaluatorConfig(patience=-1))

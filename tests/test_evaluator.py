@@ -14,7 +14,7 @@ from flnas.data.dataset import PreparedData, Split
 from flnas.data.groups import ATTRIBUTES, age_group
 from flnas.designers.optmetrics import format_opt_metrics
 from flnas.errors import FlnasError
-from flnas.evaluate import EvalResult, Evaluator, TrainConfig
+from flnas.evaluate import EvalResult, Evaluator, EvaluatorConfig
 
 FAST = {"epochs": 2, "patience": 2, "batch_size": 16, "measure_hardware": False}
 SPLIT_KEYS = {
@@ -67,7 +67,7 @@ def small_module(classes: int = 3) -> nn.Module:
 
 def test_module_evaluation_reports_every_split_and_restores_best_weights(hand_data):
     epochs_seen = []
-    result = Evaluator(hand_data, TrainConfig(**FAST)).evaluate(
+    result = Evaluator(hand_data, EvaluatorConfig(**FAST)).evaluate(
         small_module(), name="tiny", on_epoch=lambda e, logs: epochs_seen.append((e, logs["val_loss"]))
     )
     assert isinstance(result, EvalResult) and result.ok and result.reason is None
@@ -119,7 +119,7 @@ class Broken(nn.Module):
     ],
 )
 def test_candidate_failures_are_results_not_exceptions(hand_data, how, failure, reason):
-    result = Evaluator(hand_data, TrainConfig(**FAST)).evaluate(Broken(how))
+    result = Evaluator(hand_data, EvaluatorConfig(**FAST)).evaluate(Broken(how))
     assert result.status == "failed" and result.failure == failure
     assert result.reason.startswith(reason)
     assert result.metrics["status"] == "failed" and result.metrics["reason"] == result.reason
@@ -132,7 +132,7 @@ def test_time_budget_fails_the_candidate(hand_data, monkeypatch):
 
     ticks = iter(range(10**6))  # a clock that moves 1 s per read: over the 5 s budget within the first epoch
     monkeypatch.setattr(train, "clock", lambda: float(next(ticks)))
-    config = TrainConfig(**{**FAST, "epochs": 100, "patience": 100}, max_train_seconds=5)
+    config = EvaluatorConfig(**{**FAST, "epochs": 100, "patience": 100}, max_train_seconds=5)
     result = Evaluator(hand_data, config).evaluate(small_module())
     assert result.status == "failed" and result.failure == "timeout"
     assert result.reason.startswith("training exceeded its time budget of 5 s (stopped at epoch 1, batch ")
@@ -145,7 +145,7 @@ def test_hardware_failure_is_recorded_and_the_candidate_stays_ok(hand_data, monk
         raise ValueError("profiler unavailable")
 
     monkeypatch.setattr(hardware, "measure_hardware", boom)
-    result = Evaluator(hand_data, TrainConfig(**{**FAST, "measure_hardware": True})).evaluate(small_module())
+    result = Evaluator(hand_data, EvaluatorConfig(**{**FAST, "measure_hardware": True})).evaluate(small_module())
     assert result.ok
     assert (
         result.metrics["hardware"]["error"] == "hardware measurement failed: ValueError: profiler unavailable"
@@ -164,7 +164,7 @@ def test_hardware_failure_is_recorded_and_the_candidate_stays_ok(hand_data, monk
 )
 def test_bad_config_is_a_user_error(hand_data, field, value, message):
     with pytest.raises(FlnasError, match=message):
-        Evaluator(hand_data, TrainConfig(**{field: value}))
+        Evaluator(hand_data, EvaluatorConfig(**{field: value}))
 
 
 # --- from specs (space module) -------------------------------------------------------------------------
@@ -176,18 +176,18 @@ def test_invalid_spec_fails_with_the_validators_issues(synth_data):
     spec = example_spec().model_dump(mode="json")
     spec["layers"][0]["kernel"] = 4
     spec["layers"][1]["norm"] = "sparkle"
-    result = Evaluator(synth_data, TrainConfig(**FAST)).evaluate(spec)
+    result = Evaluator(synth_data, EvaluatorConfig(**FAST)).evaluate(spec)
     assert result.status == "failed" and result.failure == "invalid"
     assert result.reason.startswith("invalid spec: ")
     assert "layers[0].kernel" in result.reason and "layers[1].norm" in result.reason
-    garbage = Evaluator(synth_data, TrainConfig(**FAST)).evaluate("{not json")
+    garbage = Evaluator(synth_data, EvaluatorConfig(**FAST)).evaluate("{not json")
     assert garbage.failure == "invalid"
 
 
 def test_fixed_seed_spec_runs_are_reproducible(synth_data):
     from flnas.space import build_model, example_spec
 
-    config = TrainConfig(**FAST, seed=3)
+    config = EvaluatorConfig(**FAST, seed=3)
     first = Evaluator(synth_data, config).evaluate(example_spec())
     second = Evaluator(synth_data, config).evaluate(example_spec().model_dump(mode="json"))
     assert first.ok and second.ok
@@ -201,7 +201,7 @@ def test_artifacts_reproduce_the_model_and_the_test_metrics(synth_data, tmp_path
     from flnas.evaluate.fairness import fairness_from_predictions, read_predictions
     from flnas.space import build_model, example_spec
 
-    config = TrainConfig(**{**FAST, "measure_hardware": True}, latency_repeats=2)
+    config = EvaluatorConfig(**{**FAST, "measure_hardware": True}, latency_repeats=2)
     out = tmp_path / "out"
     result = Evaluator(synth_data, config).evaluate(example_spec(), out_dir=out)
     assert result.ok, result.reason

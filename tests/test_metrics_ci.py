@@ -9,7 +9,7 @@ import pytest
 from torch import nn
 
 from flnas.cli.main import main
-from flnas.evaluate import Evaluator, TrainConfig
+from flnas.evaluate import Evaluator, EvaluatorConfig
 from flnas.evaluate.bootstrap import bootstrap
 from flnas.evaluate.stored import unpack_predictions
 
@@ -91,7 +91,7 @@ def tiny_module(classes: int) -> nn.Module:
 
 
 def test_evaluator_writes_intervals_and_predictions(synth_data, tmp_path, capsys):
-    config = TrainConfig(epochs=1, patience=1, batch_size=32, measure_hardware=False, seed=5)
+    config = EvaluatorConfig(epochs=1, patience=1, batch_size=32, measure_hardware=False, seed=5)
     evaluator = Evaluator(synth_data, config)
     evaluator.resamples = 200
     result = evaluator.evaluate(tiny_module(synth_data.num_classes), out_dir=tmp_path / "out")

@@ -65,7 +65,7 @@ def test_paper_preset_reproduces_main_bit_for_bit(tmp_path):
     from flnas.data.synthetic import default_synthetic_dir
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.records import TaskInfo, get_best, rank
     from flnas.space import load_choices
     from flnas.study.history import load_candidates
@@ -76,7 +76,7 @@ def test_paper_preset_reproduces_main_bit_for_bit(tmp_path):
     golden = json.loads(GOLDEN.read_text())
     torch.set_num_threads(1)
     data = prepare_data(default_synthetic_dir(), image_size=16, seed=0, cache_dir=tmp_path / "cache", progress=False)
-    config = TrainConfig(
+    config = EvaluatorConfig(
         epochs=2,
         patience=1,
         seed=0,

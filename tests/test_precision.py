@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flnas.errors import FlnasError
-from flnas.evaluate import TrainConfig
+from flnas.evaluate import EvaluatorConfig
 from flnas.evaluate import device as device_mod
 from flnas.evaluate.device import resolve_precision
 from flnas.evaluate.evaluator import check_config
@@ -17,8 +17,8 @@ CPU = torch.device("cpu")
 
 
 def test_bf16_trains_under_autocast_and_keeps_fp32_weights():
-    fp32_model, fp32 = run(TrainConfig(epochs=2, patience=0, batch_size=16, seed=3))
-    bf16_model, bf16 = run(TrainConfig(epochs=2, patience=0, batch_size=16, seed=3, precision="bf16"))
+    fp32_model, fp32 = run(EvaluatorConfig(epochs=2, patience=0, batch_size=16, seed=3))
+    bf16_model, bf16 = run(EvaluatorConfig(epochs=2, patience=0, batch_size=16, seed=3, precision="bf16"))
     assert all(v.dtype == torch.float32 for v in bf16_model.state_dict().values() if v.is_floating_point())
     assert all(h["train_loss"] == h["train_loss"] for h in bf16.history)  # finite, not NaN
     # the arithmetic differs, so the trained weights do (the same seed gives bit-identical fp32 runs)
@@ -27,7 +27,7 @@ def test_bf16_trains_under_autocast_and_keeps_fp32_weights():
 
 
 def test_channels_last_trains_nhwc_and_hands_back_the_usual_layout():
-    model, result = run(TrainConfig(epochs=1, patience=0, batch_size=16, seed=3, channels_last=True))
+    model, result = run(EvaluatorConfig(epochs=1, patience=0, batch_size=16, seed=3, channels_last=True))
     conv = model[0].weight
     assert conv.is_contiguous() and result.epochs == 1  # back to NCHW: latency and export are comparable
     seen = {}
@@ -36,7 +36,7 @@ def test_channels_last_trains_nhwc_and_hands_back_the_usual_layout():
         seen.setdefault("nhwc", inputs[0].is_contiguous(memory_format=torch.channels_last))
 
     model[0].register_forward_pre_hook(hook)
-    run(TrainConfig(epochs=1, patience=0, batch_size=16, seed=3, channels_last=True), model=model)
+    run(EvaluatorConfig(epochs=1, patience=0, batch_size=16, seed=3, channels_last=True), model=model)
     assert seen == {"nhwc": True}
 
 
@@ -54,7 +54,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 def test_an_unknown_precision_in_a_config_is_refused():
     with pytest.raises(FlnasError, match="precision must be one of fp32, bf16"):
-        check_config(TrainConfig(precision="fp8"))
+        check_config(EvaluatorConfig(precision="fp8"))
 
 
 def test_a_study_without_the_settings_was_trained_fp32_nchw_and_says_so_on_resume():

@@ -116,7 +116,7 @@ def test_sigkill_during_training_then_resume(synth_dir, tmp_path):
 
 def test_setup_round_trip_rebuilds_data_task_and_evaluator(synth_dir, tmp_path):
     from flnas.data import prepare_data
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.space import load_choices
     from flnas.study.setup import (
         choices_from_setup,
@@ -135,7 +135,7 @@ def test_setup_round_trip_rebuilds_data_task_and_evaluator(synth_dir, tmp_path):
         seed=0,
         image_size=32,
         cache_dir=tmp_path / "c",
-        train=TrainConfig(epochs=2),
+        train=EvaluatorConfig(epochs=2),
         env="Jetson Nano",
         choices=load_choices(None),
     )

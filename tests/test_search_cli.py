@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flnas.cli.main import main
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.space import example_spec, load_choices
 from flnas.study.storage import get_setup, open_study, set_setup
 
@@ -30,7 +30,7 @@ def make_study(tmp_path, name="s"):
             "seed": 0,
             "image_size": 32,
             "cache_dir": None,
-            "train": TrainConfig(epochs=5).to_dict(),
+            "train": EvaluatorConfig(epochs=5).to_dict(),
             "env": "Raspberry Pi 4",
             "choices": load_choices(None).model_dump(mode="json"),
             "classes": CLASSES,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from flnas.evaluate import TrainConfig
+from flnas.evaluate import EvaluatorConfig
 from flnas.evaluate import train as train_mod
 from flnas.evaluate.train import Normalizer, TrainingFailed, augment, class_weights, predict, train_model
 
@@ -34,7 +34,7 @@ def tiny_model(classes: int = 3) -> nn.Module:
     )
 
 
-def run(config: TrainConfig, model: nn.Module | None = None, n_train: int = 64, **kwargs):
+def run(config: EvaluatorConfig, model: nn.Module | None = None, n_train: int = 64, **kwargs):
     x, y = tiny_tensors(n_train, seed=1)
     vx, vy = tiny_tensors(32, seed=2)
     torch.manual_seed(config.seed)
@@ -98,7 +98,7 @@ def test_early_stopping_restores_the_best_val_loss_weights(monkeypatch):
     def on_epoch(epoch, logs):
         snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
-    _, result = run(TrainConfig(epochs=10, patience=2, batch_size=16), model=model, on_epoch=on_epoch)
+    _, result = run(EvaluatorConfig(epochs=10, patience=2, batch_size=16), model=model, on_epoch=on_epoch)
     assert result.epochs == 4 and result.stopped_early
     assert result.best_epoch == 2 and result.best_val_loss == 0.5
     assert [h["best_epoch"] for h in result.history] == [1, 2, 2, 2]
@@ -109,7 +109,7 @@ def test_early_stopping_restores_the_best_val_loss_weights(monkeypatch):
 
 
 def test_restored_model_reproduces_its_best_validation_loss():
-    model, result = run(TrainConfig(epochs=4, patience=1, batch_size=16, lr=0.05))
+    model, result = run(EvaluatorConfig(epochs=4, patience=1, batch_size=16, lr=0.05))
     vx, vy = tiny_tensors(32, seed=2)
     x, _ = tiny_tensors(64, seed=1)
     loss, _, _ = predict(model, vx, vy, Normalizer.from_images(x), CPU)
@@ -118,7 +118,7 @@ def test_restored_model_reproduces_its_best_validation_loss():
 
 
 def test_training_learns_the_easy_task():
-    _, result = run(TrainConfig(epochs=6, patience=6, batch_size=16, lr=0.03, augment=False))
+    _, result = run(EvaluatorConfig(epochs=6, patience=6, batch_size=16, lr=0.03, augment=False))
     assert result.history[-1]["val_accuracy"] > 0.6
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
@@ -143,7 +143,7 @@ class NaNAt(nn.Module):
 def test_nan_loss_fails_with_epoch_and_batch():
     # 64 samples / batch 16 = 4 batches per epoch; call 11 is epoch 3, batch 3
     with pytest.raises(TrainingFailed) as info:
-        run(TrainConfig(epochs=5, patience=5, batch_size=16), model=NaNAt(11))
+        run(EvaluatorConfig(epochs=5, patience=5, batch_size=16), model=NaNAt(11))
     assert info.value.kind == "nan"
     assert info.value.reason == "loss became nan at epoch 3, batch 3"
     assert len(info.value.history) == 2
@@ -151,7 +151,7 @@ def test_nan_loss_fails_with_epoch_and_batch():
 
 def test_inf_loss_is_reported_as_inf():
     with pytest.raises(TrainingFailed) as info:
-        run(TrainConfig(epochs=2, batch_size=16), model=NaNAt(2, float("inf")))
+        run(EvaluatorConfig(epochs=2, batch_size=16), model=NaNAt(2, float("inf")))
     assert info.value.reason.startswith("loss became ")
     assert info.value.reason.endswith("at epoch 1, batch 2")
 
@@ -160,7 +160,7 @@ def test_huge_learning_rate_ends_as_nan_not_a_crash():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
     with pytest.raises(TrainingFailed) as info:
         run(
-            TrainConfig(
+            EvaluatorConfig(
                 epochs=20, patience=20, batch_size=16, lr=1e30, optimizer="sgd", momentum=0.0, augment=False
             ),
             model=model,
@@ -185,7 +185,7 @@ def test_time_budget_stops_training_at_the_first_check_past_the_deadline(monkeyp
     clock = FakeClock()
     monkeypatch.setattr(train_mod, "clock", clock)
     with pytest.raises(TrainingFailed) as info:
-        run(TrainConfig(epochs=50, patience=50, batch_size=16, max_train_seconds=10), model=tiny_model())
+        run(EvaluatorConfig(epochs=50, patience=50, batch_size=16, max_train_seconds=10), model=tiny_model())
     # reads: start 0 (deadline 10); epoch 1: its start 1, batches 2-5, its seconds 6, end check 7;
     # epoch 2: its start 8, batches 9, 10, 11 -> 11 > 10 stops it at once
     assert info.value.kind == "timeout"
@@ -195,23 +195,23 @@ def test_time_budget_stops_training_at_the_first_check_past_the_deadline(monkeyp
 
 def test_no_time_budget_never_stops_training(monkeypatch):
     monkeypatch.setattr(train_mod, "clock", FakeClock(step=1e6))  # every read is "much later"
-    _, result = run(TrainConfig(epochs=2, patience=2, batch_size=16, max_train_seconds=None))
+    _, result = run(EvaluatorConfig(epochs=2, patience=2, batch_size=16, max_train_seconds=None))
     assert result.epochs == 2 and result.train_seconds > 0
 
 
 def test_fixed_seed_runs_are_identical():
-    config = TrainConfig(epochs=3, patience=3, batch_size=16, seed=7)
+    config = EvaluatorConfig(epochs=3, patience=3, batch_size=16, seed=7)
     model_a, a = run(config)
     model_b, b = run(config)
     assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
     assert all(torch.equal(model_a.state_dict()[k], model_b.state_dict()[k]) for k in model_a.state_dict())
-    _, c = run(TrainConfig(epochs=3, patience=3, batch_size=16, seed=8))
+    _, c = run(EvaluatorConfig(epochs=3, patience=3, batch_size=16, seed=8))
     assert [h["val_loss"] for h in c.history] != [h["val_loss"] for h in a.history]
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
 def test_each_optimizer_trains_with_smoothing_and_class_weights(optimizer):
-    config = TrainConfig(
+    config = EvaluatorConfig(
         epochs=1, batch_size=16, optimizer=optimizer, label_smoothing=0.1, class_weighted_loss=True
     )
     _, result = run(config, n_train=33)  # 33 = 2 batches of 16 + one sample, which is skipped

@@ -46,7 +46,7 @@ Env = Annotated[
     str | None, typer.Option("--env", help="Target device shown to the designer (default Raspberry Pi 4).")
 ]
 
-# the evaluator (TrainConfig fields)
+# the evaluator (EvaluatorConfig fields)
 Epochs = Annotated[int | None, typer.Option("--epochs", min=1, help="Maximum epochs (default 30).")]
 Patience = Annotated[int | None, typer.Option("--patience", min=0, help="Early-stopping patience (default 3).")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size (default 64).")]
@@ -161,7 +161,7 @@ def train_overrides(
     precision: str | None = None,
     channels_last: bool | None = None,
 ) -> dict[str, Any]:
-    """The TrainConfig fields the user gave (None means not given).
+    """The EvaluatorConfig fields the user gave (None means not given).
 
     ``--no-hardware`` sets measure_hardware to False and ``--class-weighted``/``--no-class-weighted`` set
     class_weighted_loss; a flag left out means "not given", so a resumed study keeps what it was created with.

@@ -14,13 +14,6 @@ from flnas.cli._common import console, err_console, fmt, print_data_warnings, pr
 from flnas.cli.metrics import fmt_interval
 
 
-def _read_spec(path: Path) -> Any:
-    """The spec file as JSON data (validation happens in the evaluator, which reports every problem)."""
-    from flnas.space import read_spec_file
-
-    return read_spec_file(path)
-
-
 def _split_table(metrics: dict[str, Any]) -> Any:
     from rich.table import Table
 
@@ -129,11 +122,11 @@ def register(app: typer.Typer) -> None:
         from flnas.data import default_synthetic_dir, prepare_data
         from flnas.designers.optmetrics import format_opt_metrics
         from flnas.errors import SpecError
-        from flnas.evaluate import Evaluator, TrainConfig
-        from flnas.space import load_choices
+        from flnas.evaluate import Evaluator, EvaluatorConfig
+        from flnas.space import load_choices, read_spec_file
         from flnas.space.validate import size_issues
 
-        spec = _read_spec(spec_path)
+        spec = read_spec_file(spec_path)  # validated by the evaluator, which reports every problem
         choices = load_choices(choices_path)
         too_big = size_issues(spec, choices)  # an absurd spec is refused before the data is prepared
         if too_big:
@@ -142,7 +135,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
             class_weighted=class_weighted, precision=precision, channels_last=channels_last,
         )
-        config = TrainConfig(seed=seed, **given)
+        config = EvaluatorConfig(seed=seed, **given)
         root = data if data is not None else default_synthetic_dir()
         prepared = prepare_data(
             root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir, progress=not json_out

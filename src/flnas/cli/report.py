@@ -72,10 +72,10 @@ def prepare_study(
 def _evaluator(setup: dict[str, Any], data: Any, train: dict[str, Any]) -> Any:
     """The study's evaluator; ``--device`` (in ``train``) says where this run trains, as in `flnas search`."""
     from flnas.evaluate import Evaluator
-    from flnas.study.setup import choices_from_setup, train_config_from_setup
+    from flnas.study.setup import choices_from_setup, evaluator_config_from_setup
 
     run_on = {"device": train["device"]} if "device" in train else {}
-    return Evaluator(data, train_config_from_setup(setup, **run_on), choices=choices_from_setup(setup))
+    return Evaluator(data, evaluator_config_from_setup(setup, **run_on), choices=choices_from_setup(setup))
 
 
 def make_report(

@@ -172,7 +172,7 @@ def _run(
     from flnas.designers.optmetrics import format_opt_metrics
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import TrainConfig
+    from flnas.evaluate.config import EvaluatorConfig
     from flnas.records import check_rule, rank
     from flnas.study.loop import run_search
     from flnas.study.setup import accuracy_from_setup, choices_from_setup, resolve_setup, task_from_setup
@@ -234,7 +234,7 @@ def _run(
     )
     choices = choices_from_setup(setup)
     run_on = {"device": train["device"]} if "device" in train else {}
-    evaluator = Evaluator(prepared, TrainConfig.from_dict({**setup["train"], **run_on}), choices=choices)
+    evaluator = Evaluator(prepared, EvaluatorConfig.from_dict({**setup["train"], **run_on}), choices=choices)
     out = out or Path("runs") / study_name
     on_epoch, progress = _progress()
 

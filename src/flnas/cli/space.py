@@ -16,19 +16,12 @@ app = typer.Typer(
 _CHOICES_HELP = "Choices file (JSON or YAML); default: the packaged default_choices.yaml."
 
 
-def read_spec_file(path: Path) -> Any:
-    """The JSON object in ``path``; any problem is a SpecError naming the file (see flnas.space.read_spec_file)."""
-    from flnas.space import read_spec_file as read
-
-    return read(path)
-
-
 def _schema_valid(path: Path) -> Any:
     """The spec in ``path`` checked against the Template only (not the Choices)."""
     from pydantic import ValidationError
 
     from flnas.errors import SpecError
-    from flnas.space import ArchSpec
+    from flnas.space import ArchSpec, read_spec_file
 
     data = read_spec_file(path)
     try:
@@ -75,7 +68,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Check SPEC against the Template, the Choices and the input size; list every problem (exit 1)."""
-    from flnas.space import load_choices, validate_spec
+    from flnas.space import load_choices, read_spec_file, validate_spec
 
     data = read_spec_file(spec_path)
     result = validate_spec(data, load_choices(choices_path), image_size=image_size, num_classes=num_classes)

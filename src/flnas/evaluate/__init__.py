@@ -1,6 +1,6 @@
-"""Evaluator (paper section III-E): train each candidate under one TrainConfig and measure it.
+"""Evaluator (paper section III-E): train each candidate under one EvaluatorConfig and measure it.
 
-Public API: :class:`Evaluator`, :class:`EvalResult`, :class:`TrainConfig` and :func:`save_artifacts`.
+Public API: :class:`Evaluator`, :class:`EvalResult`, :class:`EvaluatorConfig` and :func:`save_artifacts`.
 Fairness and hardware metrics live in :mod:`flnas.evaluate.fairness` and :mod:`flnas.evaluate.hardware`;
 the paper's optMetrics line (how an evaluation is shown to the LLM) in :mod:`flnas.designers.optmetrics`.
 """
@@ -8,7 +8,7 @@ the paper's optMetrics line (how an evaluation is shown to the LLM) in :mod:`fln
 from __future__ import annotations
 
 from flnas.evaluate.artifacts import save_artifacts
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.evaluator import EvalResult, Evaluator
 
-__all__ = ["EvalResult", "Evaluator", "TrainConfig", "save_artifacts"]
+__all__ = ["EvalResult", "Evaluator", "EvaluatorConfig", "save_artifacts"]

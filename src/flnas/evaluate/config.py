@@ -1,4 +1,5 @@
-"""Training hyperparameters shared by every candidate and baseline (the paper trains all under the same ones)."""
+"""The evaluator's configuration: how every candidate and baseline is trained (the paper trains all under the
+same hyperparameters) and where and how it is measured (device, precision, latency and throughput batches)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 
 @dataclass
-class TrainConfig:
+class EvaluatorConfig:
     """Evaluator settings. Every candidate of a study, and every baseline, is trained with the same values."""
 
     epochs: int = 30  # upper bound; early stopping usually ends sooner
@@ -35,7 +36,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> EvaluatorConfig:
         """Build from a dict, ignoring unknown keys (older or newer studies)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

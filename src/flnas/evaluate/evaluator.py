@@ -22,7 +22,7 @@ from torch import nn
 from flnas.data.dataset import PreparedData, Split, check_trainable
 from flnas.errors import FlnasError
 from flnas.evaluate.bootstrap import DEFAULT_RESAMPLES
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.device import (
     PRECISIONS,
     describe_device,
@@ -64,7 +64,7 @@ class EvalResult:
         return self.status == "ok"
 
 
-def check_config(config: TrainConfig) -> None:
+def check_config(config: EvaluatorConfig) -> None:
     """Reject settings that can never train anything (a user error, raised before any candidate runs)."""
     problems = []
     if int(config.epochs) < 1:
@@ -88,14 +88,14 @@ def check_config(config: TrainConfig) -> None:
 
 
 class Evaluator:
-    """Trains and measures candidates on one dataset under one TrainConfig (the same for every candidate)."""
+    """Trains and measures candidates on one dataset under one EvaluatorConfig (the same for every candidate)."""
 
     #: bootstrap resamples behind the test split's confidence intervals
     resamples: int = DEFAULT_RESAMPLES
 
-    def __init__(self, data: PreparedData, config: TrainConfig | None = None, *, choices: Any = None) -> None:
+    def __init__(self, data: PreparedData, config: EvaluatorConfig | None = None, *, choices: Any = None) -> None:
         self.data = data
-        self.config = config or TrainConfig()
+        self.config = config or EvaluatorConfig()
         check_config(self.config)
         check_trainable(data)
         self.device = resolve_device(self.config.device)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.device import tune_cpu_allocator
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -112,7 +112,7 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: EvaluatorConfig) -> torch.optim.Optimizer:
     """AdamW (default), Adam (weight decay as L2) or SGD with momentum, all at a constant learning rate."""
     params = [p for p in model.parameters() if p.requires_grad]
     name = config.optimizer.lower()
@@ -177,7 +177,7 @@ def train_model(
     train_labels: torch.Tensor,
     val_images: torch.Tensor,
     val_labels: torch.Tensor,
-    config: TrainConfig,
+    config: EvaluatorConfig,
     *,
     device: torch.device,
     normalize: Normalizer,
@@ -309,7 +309,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def _over_budget(config: TrainConfig, epoch: int, batch: int) -> str:
+def _over_budget(config: EvaluatorConfig, epoch: int, batch: int) -> str:
     return (
         f"training exceeded its time budget of {config.max_train_seconds:g} s "
         f"(stopped at epoch {epoch}, batch {batch})"

@@ -174,11 +174,11 @@ def _from_study(study: optuna.Study, candidate: Candidate, staged: Path, target:
 def _evaluator(study: optuna.Study) -> Any:
     """An Evaluator for the study's setup: its data, training settings, seed and Choices."""
     from flnas.evaluate import Evaluator
-    from flnas.study.setup import choices_from_setup, data_from_setup, train_config_from_setup
+    from flnas.study.setup import choices_from_setup, data_from_setup, evaluator_config_from_setup
     from flnas.study.storage import get_setup
 
     setup = get_setup(study)
-    return Evaluator(data_from_setup(setup), train_config_from_setup(setup), choices=choices_from_setup(setup))
+    return Evaluator(data_from_setup(setup), evaluator_config_from_setup(setup), choices=choices_from_setup(setup))
 
 
 def _swap(staged: Path, target: Path) -> None:

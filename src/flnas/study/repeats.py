@@ -42,7 +42,7 @@ def seeded_setup(setup: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def _evaluator_factory(setup: dict[str, Any], data: Any) -> Callable[[int], Any]:
     """seed -> Evaluator on the study's data with the study's settings and that training seed."""
-    from flnas.evaluate import Evaluator, TrainConfig
+    from flnas.evaluate import Evaluator, EvaluatorConfig
 
     if data is None:
         from flnas.study.setup import data_from_setup
@@ -50,7 +50,7 @@ def _evaluator_factory(setup: dict[str, Any], data: Any) -> Callable[[int], Any]
         data = data_from_setup(setup)
 
     def make(seed: int) -> Any:
-        return Evaluator(data, TrainConfig.from_dict(seeded_setup(setup, seed)["train"]))
+        return Evaluator(data, EvaluatorConfig.from_dict(seeded_setup(setup, seed)["train"]))
 
     return make
 

@@ -7,7 +7,7 @@ a study sees the same data, image size, seed and training settings.
 New studies default to the balanced accuracy of record and a class-weighted loss (``NEW_STUDY``): on
 imbalanced data such as ISIC the plain accuracy and an unweighted loss reward a network that answers the
 majority class. A study created before these settings existed keeps what it had: no ``accuracy`` key reads
-as "plain", and its stored TrainConfig keeps its ``class_weighted_loss``, so resuming never changes what
+as "plain", and its stored EvaluatorConfig keeps its ``class_weighted_loss``, so resuming never changes what
 its numbers mean. ``--accuracy plain --no-class-weighted`` is the paper's preset.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
 from flnas.errors import StudyError
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.records import TaskInfo, check_accuracy
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def make_setup(
     seed: int,
     image_size: int,
     cache_dir: str | Path | None,
-    train: TrainConfig,
+    train: EvaluatorConfig,
     env: str,
     choices: Any,
     accuracy: str = NEW_STUDY["accuracy"],
@@ -110,19 +110,19 @@ def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> Prepare
     return data
 
 
-def train_config_from_setup(setup: dict[str, Any], **overrides: Any) -> TrainConfig:
-    """The study's TrainConfig, with optional overrides (e.g. ``seed`` for report repeats)."""
-    return TrainConfig.from_dict({**_require(setup).get("train", {}), **overrides})
+def evaluator_config_from_setup(setup: dict[str, Any], **overrides: Any) -> EvaluatorConfig:
+    """The study's EvaluatorConfig, with optional overrides (e.g. ``seed`` for report repeats)."""
+    return EvaluatorConfig.from_dict({**_require(setup).get("train", {}), **overrides})
 
 
 def evaluator_from_setup(
     setup: dict[str, Any], data: PreparedData | None = None, **overrides: Any
 ) -> Evaluator:
-    """An Evaluator with the study's data and training settings (``overrides`` go into TrainConfig)."""
+    """An Evaluator with the study's data and training settings (``overrides`` go into EvaluatorConfig)."""
     from flnas.evaluate import Evaluator
 
     data = data if data is not None else data_from_setup(setup)
-    return Evaluator(data, train_config_from_setup(setup, **overrides))
+    return Evaluator(data, evaluator_config_from_setup(setup, **overrides))
 
 
 def choices_from_setup(setup: dict[str, Any]) -> Any:
@@ -149,7 +149,7 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
     """Sentences for each explicitly requested value that differs from the stored setup.
 
     ``requested`` holds only what the user gave on the command line: setup keys (see FLAGS) and
-    TrainConfig fields under ``train``.
+    EvaluatorConfig fields under ``train``.
     """
     out: list[str] = []
     for key, value in requested.items():
@@ -203,10 +203,10 @@ def resolve_setup(
 ) -> tuple[dict[str, Any], PreparedData, bool]:
     """(setup, data, resumed): the study's stored setup, or a new one written from the flags.
 
-    Only flags the user gave (not None; ``train`` holds TrainConfig fields) are compared with a stored
+    Only flags the user gave (not None; ``train`` holds EvaluatorConfig fields) are compared with a stored
     setup; any difference is a StudyError naming each flag and both values. ``--device`` may differ: it
     says where this run trains, not what the study is. ``defaults`` fill in a new study's image size and
-    TrainConfig fields that were not given; ``accuracy`` and ``class_weighted_loss`` not given are
+    EvaluatorConfig fields that were not given; ``accuracy`` and ``class_weighted_loss`` not given are
     :data:`NEW_STUDY`'s for a new study.
     """
     from flnas.space import load_choices
@@ -239,7 +239,7 @@ def resolve_setup(
     size = int(requested.get("image_size", defaults.get("image_size", 64)))
     train_defaults = {k: v for k, v in defaults.items() if k != "image_size"}
     new_train = {"class_weighted_loss": NEW_STUDY["class_weighted_loss"]}
-    config = TrainConfig.from_dict({**new_train, **train_defaults, **train, "seed": seed})
+    config = EvaluatorConfig.from_dict({**new_train, **train_defaults, **train, "seed": seed})
     choices = load_choices(choices_path)
     root = data if data is not None else default_synthetic_dir()
     prepared = prepare_data(root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir)

@@ -4,7 +4,7 @@ Layout (every field JSON-serialisable), so that search, baselines, report and th
 
 Study user attributes
     ``setup``: {"data": str | None (None: the embedded synthetic set), "dataset": name, "subset", "seed",
-    "image_size", "cache_dir", "train": TrainConfig.to_dict(), "env", "choices": Choices as dict,
+    "image_size", "cache_dir", "train": EvaluatorConfig.to_dict(), "env", "choices": Choices as dict,
     "classes": [...], "accuracy": "balanced" | "plain"} -- written once by the first command that creates
     the study. A setup without "accuracy" (a study created before the setting existed) is "plain".
 
