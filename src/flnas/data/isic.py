@@ -34,11 +34,8 @@ METADATA_COLUMNS = ("image", "age_approx", "lesion_id", "sex")
 SUFFIX = "_downsampled"
 NAME = "ISIC 2019"
 
-#: the reasons a record can be skipped with ``skip_bad`` (keys of LoadResult.skipped)
-REASONS = ("duplicate", "not_one_hot", "missing_image", "unknown_sex", "bad_age", "unreadable_image")
-
-__all__ = ["GROUND_TRUTH", "IMAGE_DIR", "IMAGE_EXTENSIONS", "LABEL_COLUMNS", "METADATA", "NAME", "REASONS",
-           "Record", "base_name", "isic_card", "load_records"]
+__all__ = ["GROUND_TRUTH", "IMAGE_DIR", "IMAGE_EXTENSIONS", "LABEL_COLUMNS", "METADATA", "NAME", "Record",
+           "base_name", "isic_card", "load_records"]
 
 
 def isic_card(root: str | Path | None = None) -> Card:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from flnas.designers.base import DesignContext, Designer, Proposal
+from flnas.designers.registry import register_designer
 from flnas.records import Candidate, accuracy_key, unfairness_value
 
 CONV = ("conv", "sepconv")
@@ -156,20 +157,9 @@ def _decisions(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _register(cls: type) -> type:
-    try:
-        from flnas.designers.registry import register_designer
-    except ImportError:  # the registry is optional for using the class directly
-        cls.name = "fahana-rl"
-        return cls
-    return register_designer("fahana-rl")(cls)
-
-
-@_register
+@register_designer("fahana-rl")
 class FaHaNaDesigner(Designer):
     """REINFORCE over Choices with reward ``accuracy - lam * unfairness`` under a hardware constraint."""
-
-    name = "fahana-rl"
 
     def __init__(
         self,

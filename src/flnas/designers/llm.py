@@ -30,18 +30,9 @@ from flnas.designers.base import DesignContext, Designer, Proposal
 from flnas.designers.llm_http import FORMAT_MODES, USER_MODES
 from flnas.designers.parse import ReplyParseError, extract_spec_json
 from flnas.designers.prompt import PromptGenerator, opt_metrics
+from flnas.designers.registry import register_designer
 from flnas.errors import FlnasError, LLMError
 from flnas.records import Candidate
-
-try:
-    from flnas.designers.registry import register_designer
-except ModuleNotFoundError as _exc:  # the registry is written in parallel; keep this module importable
-    if _exc.name != "flnas.designers.registry":
-        raise
-
-    def register_designer(name: str) -> Callable[[type], type]:  # type: ignore[no-redef]
-        return lambda cls: cls
-
 
 __all__ = ["DEFAULT_MODEL", "FORMAT_MODES", "LLMDesigner", "USER_MODES", "is_configured"]
 

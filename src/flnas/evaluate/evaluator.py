@@ -376,12 +376,9 @@ def _history_fields(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _count_params(model: nn.Module) -> int:
-    try:
-        from flnas.evaluate.hardware import count_params
+    from flnas.evaluate.hardware import count_params
 
-        return int(count_params(model))
-    except ImportError:
-        return int(sum(p.numel() for p in model.parameters()))
+    return int(count_params(model))
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:

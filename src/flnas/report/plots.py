@@ -14,7 +14,6 @@ from typing import Any
 from flnas.records import Candidate, get_best, pareto_front
 from flnas.report.table import FAHANA_DESIGNER, ReportTable, Row, metric_value
 
-PLOTS = ("accuracy_unfairness", "best_so_far", "group_accuracy")
 CAPTIONS = {
     "accuracy_unfairness": "Accuracy against unfairness of every evaluated model on the validation split "
     "(marker area by # of params; line: the Pareto front of the searched models; stars: baselines).",
