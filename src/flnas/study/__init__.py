@@ -1,9 +1,21 @@
-"""Algorithm 1 over an Optuna study: storage layout, history, GetBestMetrics, the loop, and setup helpers.
+"""Algorithm 1 over an Optuna study: storage layout, history, the loop, workers, and setup helpers.
 
-Import the submodules (``flnas.study.loop``, ``.selection``, ``.history``, ``.setup``, ``.storage``);
-this package module stays light so ``flnas --help`` does not import optuna or torch.
+Import the submodules (``flnas.study.loop``, ``.history``, ``.recording``, ``.setup``, ``.storage``,
+``.baselines``, ...); this package module stays light so ``flnas --help`` does not import optuna or torch.
+GetBestMetrics, the rule that chooses the best candidate, is :mod:`flnas.records` (designers rank with it too).
 """
 
 from __future__ import annotations
 
-__all__ = ["history", "loop", "selection", "setup", "storage"]
+__all__ = [
+    "baselines",
+    "degenerate",
+    "export",
+    "history",
+    "loop",
+    "recording",
+    "repeats",
+    "setup",
+    "storage",
+    "workers",
+]
