@@ -198,7 +198,7 @@ def test_fixed_seed_spec_runs_are_reproducible(synth_data):
 
 @pytest.mark.slow
 def test_artifacts_reproduce_the_model_and_the_test_metrics(synth_data, tmp_path):
-    from flnas.evaluate.fairness import fairness_from_predictions, read_predictions
+    from flnas.evaluate.predictions import fairness_from_predictions, read_predictions
     from flnas.space import build_model, example_spec
 
     config = EvaluatorConfig(**{**FAST, "measure_hardware": True}, latency_repeats=2)

@@ -9,11 +9,11 @@ import pytest
 from flnas.errors import FlnasError
 from flnas.evaluate.fairness import (
     confusion_table,
-    fairness_from_predictions,
     fairness_metrics,
     one_vs_rest_rates,
     pair_metrics,
 )
+from flnas.evaluate.predictions import fairness_from_predictions
 
 # The worked example of docs/metrics.md: classes A, B, C; record 7 has no age, record 8 no sex.
 WORKED = pd.DataFrame(

@@ -130,7 +130,7 @@ def test_memory_stays_bounded_whatever_the_labels(tmp_path, rows):
     import tracemalloc
 
     from flnas.errors import FlnasError
-    from flnas.evaluate.fairness import MAX_CLASSES, fairness_from_predictions, read_predictions
+    from flnas.evaluate.predictions import MAX_CLASSES, fairness_from_predictions, read_predictions
 
     path = tmp_path / "p.csv"
     if rows == "names":  # one more distinct class name than allowed
@@ -158,7 +158,7 @@ def test_bootstrap_memory_stays_bounded_at_the_class_limit(tmp_path):
     import tracemalloc
 
     from flnas.evaluate.bootstrap import TABLE_BUDGET, fairness_with_intervals
-    from flnas.evaluate.fairness import read_predictions
+    from flnas.evaluate.predictions import read_predictions
 
     path = tmp_path / "p.csv"
     path.write_text("y_true,y_pred,sex,age_approx\n0,0,female,40\n999,999,male,70\n1,1,male,20\n")

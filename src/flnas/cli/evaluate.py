@@ -46,16 +46,18 @@ def _split_table(metrics: dict[str, Any]) -> Any:
 def _group_table(metrics: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    from flnas.data.groups import GROUPS
+    from flnas.data.attributes import all_groups
+    from flnas.evaluate.optmetrics import metrics_attributes
 
+    groups_in_order = all_groups(metrics_attributes(metrics))
     table = Table(title="per-group accuracy (count)", title_justify="left")
     table.add_column("split")
-    for group in GROUPS:
+    for group in groups_in_order:
         table.add_column(group, justify="right")
     for split in ("val", "test"):
         groups = (metrics.get(split) or {}).get("groups") or {}
         cells = []
-        for group in GROUPS:
+        for group in groups_in_order:
             info = groups.get(group)
             cells.append(
                 f"{fmt(info.get('accuracy'), percent=True)} ({info.get('count', 0)})" if info else "n/a (0)"
@@ -63,7 +65,8 @@ def _group_table(metrics: dict[str, Any]) -> Any:
         table.add_row(split, *cells)
     ci = ((metrics.get("test") or {}).get("ci") or {}).get("groups")
     if ci:
-        table.add_row("test 95% CI", *(fmt_interval(ci.get(g), percent=True) if g in ci else "n/a" for g in GROUPS))
+        cells = (fmt_interval(ci.get(g), percent=True) if g in ci else "n/a" for g in groups_in_order)
+        table.add_row("test 95% CI", *cells)
     return table
 
 

@@ -27,8 +27,26 @@ def register(app: typer.Typer) -> None:
             ...,
             "--predictions",
             "-p",
-            help="CSV with columns y_true, y_pred (class names or indices), sex, "
-            "age_approx (empty where unknown), optionally image.",
+            help="CSV with columns y_true, y_pred (class names or indices), the sensitive columns (default sex "
+            "and age_approx, empty where unknown), optionally image.",
+        ),
+        sensitive: str | None = typer.Option(
+            None,
+            "--sensitive",
+            help="Comma-separated sensitive columns, e.g. skin_type,site: each value of a column is a group "
+            "(default: sex, and age_approx in the groups young <30, middle 30-65, old >65).",
+        ),
+        bins: list[str] = typer.Option(
+            [],
+            "--bins",
+            help="COLUMN=EDGE,EDGE[:LABEL,...]: make a numeric --sensitive column into groups, e.g. age=30,65 "
+            "gives <30, 30-65 (inclusive), >65; age=30,65:young,middle,old names them. Repeatable.",
+        ),
+        intersect: list[str] = typer.Option(
+            [],
+            "--intersect",
+            help="Comma-separated attributes whose combinations are extra groups, e.g. sex,age gives the "
+            "attribute sex/age with groups such as female/>65. Repeatable.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
         classes: str | None = typer.Option(
@@ -50,11 +68,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions.
 
-        With --ci, each headline metric and each group's accuracy gets a 95% percentile-bootstrap interval
-        over the images (JSON: "ci" and "bootstrap").
+        The groups come from the sensitive columns: by default sex and age_approx (ISIC's groups); with
+        --sensitive any columns (each value a group, --bins for numeric ones), and --intersect adds
+        combinations such as sex/age. With --ci, each headline metric and each group's accuracy gets a 95%
+        percentile-bootstrap interval over the images (JSON: "ci" and "bootstrap").
         """
         from flnas.errors import FlnasError
-        from flnas.evaluate.fairness import fairness_from_predictions, read_predictions
+        from flnas.evaluate.predictions import fairness_from_predictions, read_predictions
+
+        columns = _sensitive_option(sensitive, bins)
+        groups_of = [[a.strip() for a in item.split(",")] for item in intersect]
 
         class_list = None
         if classes is not None:
@@ -76,15 +99,46 @@ def register(app: typer.Typer) -> None:
                 source=str(predictions),
                 resamples=DEFAULT_RESAMPLES if resamples is None else resamples,
                 seed=DEFAULT_SEED if seed is None else seed,
+                sensitive=columns,
+                intersect=groups_of,
             )
         else:
-            result = fairness_from_predictions(df, classes=class_list, source=str(predictions))
+            result = fairness_from_predictions(
+                df, classes=class_list, source=str(predictions), sensitive=columns, intersect=groups_of
+            )
         if from_sidecar:
             result["classes_from"] = "metrics.json"
         if as_json:
             print_json(result)
         else:
             print_table(result, title=f"fairness metrics of {predictions}")
+
+
+def _sensitive_option(sensitive: str | None, bins: list[str]) -> list[Any] | None:
+    """``--sensitive`` and ``--bins`` as :class:`~flnas.data.attributes.SensitiveColumn` s (None: ISIC's default)."""
+    from flnas.errors import FlnasError
+    from flnas.evaluate.predictions import sensitive_columns
+
+    if sensitive is None:
+        if bins:
+            raise FlnasError("--bins makes a --sensitive column numeric: name the columns with --sensitive too")
+        return None
+    edges: dict[str, list[float]] = {}
+    labels: dict[str, list[str]] = {}
+    for item in bins:
+        column, _, rest = item.partition("=")
+        cuts, _, names = rest.partition(":")
+        if not column.strip() or not cuts.strip():
+            raise FlnasError(f"--bins {item!r}: expected COLUMN=EDGE,EDGE,..., e.g. age=30,65")
+        try:
+            edges[column.strip()] = [float(x) for x in cuts.split(",")]
+        except ValueError:
+            raise FlnasError(
+                f"--bins {item!r}: expected COLUMN=EDGE,EDGE,... with numbers as edges, e.g. age=30,65"
+            ) from None
+        if names:
+            labels[column.strip()] = [x.strip() for x in names.split(",")]
+    return sensitive_columns(sensitive.split(","), edges, labels)
 
 
 def _sidecar_classes(predictions: Path) -> list[str] | None:

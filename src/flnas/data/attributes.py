@@ -21,7 +21,8 @@ least two groups (a fairness gap needs two groups to compare); :func:`check_attr
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
@@ -68,7 +69,7 @@ def all_groups(attributes: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     return tuple(g for groups in attributes.values() for g in groups)
 
 
-def pairs(attributes: Mapping[str, Sequence[str]]) -> tuple[tuple[str, str], ...]:
+def group_pairs(attributes: Mapping[str, Sequence[str]]) -> tuple[tuple[str, str], ...]:
     """The unordered pairs of groups within each attribute (EODD/EOPP), in report order."""
     return tuple(
         (groups[i], groups[j]) for groups in attributes.values() for i in range(len(groups))
@@ -127,11 +128,11 @@ def check_edges(edges: Sequence[float], what: str = "bins") -> tuple[float, ...]
     """The edges as floats; ValueError when they are not finite and strictly increasing."""
     values = tuple(float(e) for e in edges)
     if not values:
-        raise ValueError(f"{what} needs at least one edge")
+        raise ValueError(f"{what}: give at least one edge")
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{what} edges must be finite numbers (got {', '.join(map(_edge_text, values))})")
+        raise ValueError(f"{what}: edges must be finite numbers (got {', '.join(map(_edge_text, values))})")
     if any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise ValueError(f"{what} edges must increase strictly (got {', '.join(map(_edge_text, values))})")
+        raise ValueError(f"{what}: edges must increase strictly (got {', '.join(map(_edge_text, values))})")
     return values
 
 
@@ -154,3 +155,49 @@ def bin_value(value: float, edges: Sequence[float], labels: Sequence[str]) -> st
         if x < edges[i]:
             return labels[i]
     return labels[len(edges) - 1] if x == edges[-1] else labels[len(edges)]
+
+
+# --------------------------------------------------------------------------------------------------
+# a table column as an attribute
+
+
+@dataclass(frozen=True)
+class SensitiveColumn:
+    """How one column of a table (a predictions CSV, a manifest) becomes one attribute's groups.
+
+    Categorical by default: each distinct non-empty value (stripped) is a group, sorted. With ``edges`` the
+    column is numeric and binned (:func:`bin_value`; groups ``labels`` or :func:`bin_labels`). With
+    ``convert`` a dataset's own rule maps a value to one of ``groups`` (ISIC: ``M`` is ``male``).
+    """
+
+    column: str
+    attribute: str = ""  # the attribute's name; default the column's
+    edges: tuple[float, ...] = ()
+    labels: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()  # fixed groups (with ``convert``); empty: the values seen
+    convert: Callable[[Any], str | None] | None = None  # value -> group or None; ValueError for a bad value
+    #: the end of the sentence "column C has ..." for a value that is not valid ({shown}: the value, quoted)
+    problem: str = "{shown}, not a group"
+
+    @property
+    def name(self) -> str:
+        return self.attribute or self.column
+
+    def fixed_groups(self) -> tuple[str, ...]:
+        """The groups known before reading the values (bins, or ``groups``); empty for a categorical column."""
+        if self.edges:
+            return self.labels or bin_labels(self.edges)
+        return self.groups
+
+    def group_of(self, value: Any) -> str | None:
+        """The group of one cell; None when it is empty. ValueError when the cell is no valid value."""
+        if self.convert is not None:
+            return self.convert(value)
+        if is_missing(value):
+            return None
+        if self.edges:
+            number = float(value)
+            if math.isinf(number):
+                raise ValueError(value)
+            return bin_value(number, self.edges, self.fixed_groups())
+        return str(value).strip()

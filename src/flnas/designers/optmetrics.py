@@ -14,6 +14,8 @@ Choices made where the paper is silent:
 - Accuracies (overall and per group) are percentages with two decimals, as in the paper.
 - Latency is the batch-2 latency divided by 2 (seconds per image), so it matches the paper's unit.
 - On a CPU the memory field reads "Peak Memory Usage" (there is no GPU memory to speak of).
+- The Fairness Detail lists every group of every sensitive attribute of the data, in order
+  (``metrics["dataset"]["attributes"]``; metrics from before attributes were stored read as ISIC's five).
 - A value that is undefined or was not measured reads ``n/a`` (never 0); a group with no records reads
   ``(n/a, 0)`` so the LLM sees that it is missing rather than perfect.
 """
@@ -23,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flnas.data.groups import GROUPS, PAPER_GROUP_NAMES
+from flnas.data.attributes import all_groups
+from flnas.data.groups import DEFAULT_ATTRIBUTES, PAPER_GROUP_NAMES
 
 NA = "n/a"
 
@@ -45,15 +48,28 @@ def _part(metrics: dict[str, Any], key: str) -> dict[str, Any]:
     return part if isinstance(part, dict) else {}
 
 
-def fairness_detail(split_metrics: dict[str, Any]) -> str:
-    """``[male: (63.23%, 95), female: ..., old: (81.82%, 62)]``: male, female, young, middle, old."""
+def metrics_attributes(metrics: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The attributes an evaluator metrics object was measured over (``dataset.attributes``; ISIC's before)."""
+    stored = (metrics.get("dataset") or {}).get("attributes") if isinstance(metrics, dict) else None
+    if not isinstance(stored, dict) or not stored:
+        return dict(DEFAULT_ATTRIBUTES)
+    return {str(a): tuple(str(g) for g in groups) for a, groups in stored.items()}
+
+
+def fairness_detail(split_metrics: dict[str, Any], attributes: dict[str, Any] | None = None) -> str:
+    """``[male: (63.23%, 95), female: ..., old: (81.82%, 62)]``: every group of every attribute, in order.
+
+    ``attributes`` defaults to ISIC's sex and age, whose groups keep the paper's names (``middle_age``).
+    """
+    attrs = DEFAULT_ATTRIBUTES if attributes is None else attributes
+    paper = PAPER_GROUP_NAMES if attrs == DEFAULT_ATTRIBUTES else {}
     groups = split_metrics.get("groups") or {}
     items = []
-    for group in GROUPS:
+    for group in all_groups(attrs):
         info = groups.get(group) or {}
         count = int(info.get("count") or 0)
         accuracy = _percent(info.get("accuracy")) if count else NA
-        items.append(f"{PAPER_GROUP_NAMES[group]}: ({accuracy}, {count})")
+        items.append(f"{paper.get(group, group)}: ({accuracy}, {count})")
     return "[" + ", ".join(items) + "]"
 
 
@@ -81,7 +97,7 @@ def format_opt_metrics(metrics: dict[str, Any], *, split: str = "val") -> str:
         f"Valid Loss: {_number(valid.get('loss'), 4)}, Valid Acc: {_percent(valid.get('accuracy'))}, "
         f"Unfairness Score: {_number(valid.get('unfairness'), 4)}, EODD: {_number(valid.get('eodd'), 4)}, "
         f"EOPP1: {_number(valid.get('eopp1'), 4)}, EOPP2: {_number(valid.get('eopp2'), 4)}, "
-        f"Fairness Detail: {fairness_detail(valid)} "
+        f"Fairness Detail: {fairness_detail(valid, metrics_attributes(metrics))} "
         f"Latency: {latency_text}{'' if latency_text == NA else ' seconds per image'}, "
         f"Throughput: {throughput_text}{'' if throughput_text == NA else ' images per second'}, "
         f"{memory_label}: {memory_text}{'' if memory_text == NA else ' MB'}."

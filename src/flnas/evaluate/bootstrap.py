@@ -5,8 +5,8 @@ several points; a difference between two models smaller than that is not evidenc
 the images with replacement (``resamples`` times, 1,000 by default, from ``numpy.random.default_rng(seed)``)
 and recomputes every metric of :mod:`flnas.evaluate.fairness` on each resample:
 
-- one confusion matrix per resample and per group (overall, male, female, young, middle, old) is counted
-  with a single ``np.bincount`` per chunk of resamples, and
+- one confusion matrix per resample and per group (overall, then every group of every attribute: male,
+  female, young, middle, old for ISIC) is counted with a single ``np.bincount`` per chunk of resamples, and
 - :func:`metrics_from_tables` evaluates the definitions of :func:`flnas.evaluate.fairness.metrics_from_table`
   on all of them at once (tests check the two agree table by table).
 
@@ -22,14 +22,15 @@ returns its percentile interval, and a claim that one model is better needs that
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from flnas.data.groups import GROUPS
-from flnas.evaluate.fairness import PAIRS, confusion_table, fairness_metrics, pair_name
+from flnas.data.attributes import all_groups, group_pairs
+from flnas.data.groups import DEFAULT_ATTRIBUTES
+from flnas.evaluate.fairness import confusion_table, fairness_metrics, pair_name, resolve_groups
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -40,8 +41,6 @@ CHUNK = 100
 CI_METRICS = ("accuracy", "balanced_accuracy", "unfairness", "eodd", "eopp1", "eopp2")
 #: bytes of confusion tables :func:`bootstrap` holds at once (it measures the resamples in batches that fit)
 TABLE_BUDGET = 64 * 2**20
-
-_TABLES = ("overall", *GROUPS)  # axis 1 of a stack of confusion tables
 
 
 def resample_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -64,43 +63,47 @@ def bootstrap_tables(
     y_pred: Any,
     *,
     num_classes: int,
-    sex: Any = None,
-    age_group: Any = None,
+    groups: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Sequence[str]] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     indices: Iterable[np.ndarray] | None = None,
+    **by_attribute: Any,
 ) -> np.ndarray:
-    """Confusion tables of every resample: int64 array ``(resamples, 1 + len(GROUPS), K, K)``.
+    """Confusion tables of every resample: int64 array ``(resamples, 1 + groups, K, K)``.
 
-    Axis 1 is overall, then the groups in :data:`flnas.data.groups.GROUPS` order; each matrix is
-    ``[true, pred]`` as in :func:`flnas.evaluate.fairness.confusion_table` (which also checks the inputs).
-    ``indices`` (chunks of rows of image indices) replaces :func:`resample_indices` (``resamples``, ``seed``).
+    Axis 1 is overall, then every group of every attribute in order (groups and attributes as in
+    :func:`flnas.evaluate.fairness.resolve_groups`); each matrix is ``[true, pred]`` as in
+    :func:`flnas.evaluate.fairness.confusion_table` (which also checks the inputs). ``indices`` (chunks of
+    rows of image indices) replaces :func:`resample_indices` (``resamples``, ``seed``).
     """
     k = int(num_classes)
-    # confusion_table validates labels and groups; its per-record masks are rebuilt here as cell numbers
-    confusion_table(y_true, y_pred, num_classes=k, sex=sex, age_group=age_group)
     yt = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    attrs, arrays = resolve_groups(len(yt), groups, attributes, by_attribute)
+    # confusion_table validates the labels; its per-record masks are rebuilt here as cell numbers
+    confusion_table(y_true, y_pred, num_classes=k, groups=arrays, attributes=attrs)
     yp = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     n, cells_per_table = len(yt), k * k
     code = yt * k + yp
     slots = [code]  # overall: table 0
-    for values in (sex, age_group):
-        arr = np.full(n, None, dtype=object) if values is None else np.asarray(values, dtype=object).reshape(-1)
+    table = 1
+    for attribute, names in attrs.items():
         slot = np.full(n, -1, dtype=np.int64)
-        for g, name in enumerate(GROUPS, start=1):
-            members = arr == name
-            slot[members] = g * cells_per_table + code[members]
+        for name in names:
+            members = arrays[attribute] == name
+            slot[members] = table * cells_per_table + code[members]
+            table += 1
         slots.append(slot)
-    cells = np.stack(slots)  # (3, n): the cell of each record in the overall, sex and age tables (-1: none)
-    size = len(_TABLES) * cells_per_table
+    cells = np.stack(slots)  # (1 + attributes, n): each record's cell in overall and each attribute (-1: none)
+    size = table * cells_per_table
     chunks = []
     for idx in resample_indices(n, resamples, seed) if indices is None else indices:
         idx = np.atleast_2d(np.asarray(idx, dtype=np.int64))
         c = len(idx)
-        picked = cells[:, idx]  # (3, c, n)
+        picked = cells[:, idx]  # (1 + attributes, c, n)
         offsets = (np.arange(c) * size)[None, :, None]
         flat = (picked + offsets)[picked >= 0]
-        chunks.append(np.bincount(flat, minlength=c * size).reshape(c, len(_TABLES), k, k))
+        chunks.append(np.bincount(flat, minlength=c * size).reshape(c, table, k, k))
     return np.concatenate(chunks)
 
 
@@ -116,13 +119,17 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
     return _divide(total, finite.sum(axis=axis).astype(np.float64))
 
 
-def metrics_from_tables(tables: np.ndarray) -> dict[str, np.ndarray]:
+def metrics_from_tables(
+    tables: np.ndarray, attributes: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, np.ndarray]:
     """Every metric of :func:`~flnas.evaluate.fairness.metrics_from_table` for a stack of tables.
 
-    ``tables``: ``(B, 1 + len(GROUPS), K, K)`` from :func:`bootstrap_tables`. Returns flat keys -> ``(B,)``
-    float arrays, NaN where undefined: the :data:`CI_METRICS`, ``groups/<group>`` (accuracy) and
-    ``pairs/<a|b>/<eodd|eopp1|eopp2>``.
+    ``tables``: ``(B, 1 + groups, K, K)`` from :func:`bootstrap_tables` of ``attributes`` (default: ISIC's).
+    Returns flat keys -> ``(B,)`` float arrays, NaN where undefined: the :data:`CI_METRICS`,
+    ``groups/<group>`` (accuracy) and ``pairs/<a|b>/<eodd|eopp1|eopp2>``.
     """
+    attrs = DEFAULT_ATTRIBUTES if attributes is None else attributes
+    names = all_groups(attrs)
     t = np.asarray(tables, dtype=np.float64)
     counts = t.sum(axis=(2, 3))  # (B, T)
     diag = np.diagonal(t, axis1=2, axis2=3)  # (B, T, K)
@@ -137,16 +144,16 @@ def metrics_from_tables(tables: np.ndarray) -> dict[str, np.ndarray]:
         "balanced_accuracy": balanced,
         "unfairness": _nanmean(gaps, axis=1),
     }
-    out.update({f"groups/{g}": accuracy[:, i + 1] for i, g in enumerate(GROUPS)})
+    out.update({f"groups/{g}": accuracy[:, i + 1] for i, g in enumerate(names)})
 
     row = t.sum(axis=3)  # TP + FN per class
     col = t.sum(axis=2)  # TP + FP per class
     fp = col - diag
     neg = counts[:, :, None] - row  # FP + TN
     tpr, fpr, tnr = _divide(diag, row), _divide(fp, neg), _divide(neg - fp, neg)
-    index = {name: i for i, name in enumerate(_TABLES)}
+    index = {name: i for i, name in enumerate(("overall", *names))}
     per_metric: dict[str, list[np.ndarray]] = {"eodd": [], "eopp1": [], "eopp2": []}
-    for a, b in PAIRS:
+    for a, b in group_pairs(attrs):
         ia, ib = index[a], index[b]
         d_tpr = np.abs(tpr[:, ia] - tpr[:, ib])
         d_fpr = np.abs(fpr[:, ia] - fpr[:, ib])
@@ -161,7 +168,8 @@ def metrics_from_tables(tables: np.ndarray) -> dict[str, np.ndarray]:
             out[f"pairs/{pair_name(a, b)}/{metric}"] = v
             per_metric[metric].append(v)
     for metric, pair_values in per_metric.items():
-        out[metric] = _nanmean(np.stack(pair_values, axis=1), axis=1)
+        stacked = np.stack(pair_values, axis=1) if pair_values else np.full((len(t), 0), np.nan)
+        out[metric] = _nanmean(stacked, axis=1)
     return out
 
 
@@ -177,11 +185,11 @@ def percentile_interval(values: np.ndarray, level: float = DEFAULT_LEVEL) -> tup
     return [float(lo), float(hi)], undefined
 
 
-def test_set_key(y_true: Any, sex: Any, age_group: Any) -> str:
-    """A short digest of the labels and groups of a test set: paired tests need equal keys."""
+def test_set_key(y_true: Any, *groups: Any) -> str:
+    """A short digest of the labels and groups (one array per attribute) of a test set: paired tests need equal keys."""
     digest = hashlib.sha256()
     digest.update(np.asarray(y_true, dtype=np.int64).tobytes())
-    for values in (sex, age_group):
+    for values in groups:
         arr = [""] * len(np.asarray(y_true)) if values is None else np.asarray(values, dtype=object)
         digest.update("\x1f".join("" if v is None else str(v) for v in arr).encode())
     return digest.hexdigest()[:16]
@@ -235,36 +243,43 @@ def bootstrap(
     y_pred: Any,
     *,
     classes: Sequence[str] | int,
-    sex: Any = None,
-    age_group: Any = None,
+    groups: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Sequence[str]] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     level: float = DEFAULT_LEVEL,
+    **by_attribute: Any,
 ) -> Bootstrap:
-    """Resample the images ``resamples`` times (seeded) and compute every metric on each resample."""
+    """Resample the images ``resamples`` times (seeded) and compute every metric on each resample.
+
+    ``groups``/``attributes`` (or ``sex=``-style keywords) as in :func:`flnas.evaluate.fairness.fairness_metrics`.
+    """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (got {level})")
     num_classes = classes if isinstance(classes, int) else len(classes)
+    n = int(np.asarray(y_true).size)
+    attrs, arrays = resolve_groups(n, groups, attributes, by_attribute)
     # the tables of a batch of resamples (int64 counts and metrics_from_tables' float64 copy) stay within
     # TABLE_BUDGET: memory does not grow with --resamples, and 1,000 classes (48 MB a resample) still fit
-    batch = max(1, TABLE_BUDGET // (len(_TABLES) * num_classes**2 * 16))
+    batch = max(1, TABLE_BUDGET // ((1 + len(all_groups(attrs))) * num_classes**2 * 16))
     parts = [
         metrics_from_tables(
             bootstrap_tables(
-                y_true, y_pred, num_classes=num_classes, sex=sex, age_group=age_group, indices=[rows[i : i + batch]]
-            )
+                y_true, y_pred, num_classes=num_classes, groups=arrays, attributes=attrs, indices=[rows[i : i + batch]]
+            ),
+            attrs,
         )
-        for rows in resample_indices(int(np.asarray(y_true).size), resamples, seed)
+        for rows in resample_indices(n, resamples, seed)
         for i in range(0, len(rows), batch)
     ]
-    point = fairness_metrics(y_true, y_pred, classes=num_classes, sex=sex, age_group=age_group)
+    point = fairness_metrics(y_true, y_pred, classes=num_classes, groups=arrays, attributes=attrs)
     return Bootstrap(
         values={key: np.concatenate([part[key] for part in parts]) for key in parts[0]},
         n=int(np.asarray(y_true).size),
         resamples=int(resamples),
         seed=int(seed),
         level=float(level),
-        test_set=test_set_key(y_true, sex, age_group),
+        test_set=test_set_key(y_true, *arrays.values()),
         point=point,
     )
 
@@ -282,22 +297,24 @@ def fairness_with_intervals(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     level: float = DEFAULT_LEVEL,
+    sensitive: Sequence[Any] | None = None,
+    intersect: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
-    """:func:`~flnas.evaluate.fairness.fairness_from_predictions` plus ``ci`` and ``bootstrap`` (one parse)."""
-    from flnas.evaluate.fairness import parse_predictions
+    """:func:`~flnas.evaluate.predictions.fairness_from_predictions` plus ``ci`` and ``bootstrap`` (one parse)."""
+    from flnas.evaluate.predictions import parse_predictions, prediction_result
 
-    pred = parse_predictions(df, classes=classes, source=source)
+    pred = parse_predictions(df, classes=classes, source=source, sensitive=sensitive, intersect=intersect)
     boot = bootstrap(
         pred.y_true,
         pred.y_pred,
         classes=pred.classes,
-        sex=pred.sex,
-        age_group=pred.age_group,
+        groups=pred.groups,
+        attributes=pred.attributes,
         resamples=resamples,
         seed=seed,
         level=level,
     )
-    return {**boot.point, "classes": pred.classes, "classes_from": pred.classes_from, **boot.to_json()}
+    return {**prediction_result(pred, boot.point), **boot.to_json()}
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,7 @@ class Evaluator:
                 "synthetic": bool(data.synthetic),
                 "image_size": data.image_size,
                 "classes": list(data.classes),
+                "attributes": {a: list(g) for a, g in data.attributes.items()},
                 "sizes": {k: len(v) for k, v in data.splits.items()},
             },
             "device": describe_device(self.device),
@@ -282,8 +283,8 @@ class Evaluator:
                 split.labels.cpu().numpy(),
                 predicted.numpy(),
                 classes=list(self.data.classes),
-                sex=split.groups.get("sex"),
-                age_group=split.groups.get("age"),
+                groups=split.groups,
+                attributes=self.data.attributes or None,
             )
         )
         out["loss"] = loss
@@ -306,18 +307,23 @@ class Evaluator:
         if len(split) == 0:
             return {}
         y_true, y_pred = split.labels.cpu().numpy(), predicted.cpu().numpy()
-        sex, age = split.groups.get("sex"), split.groups.get("age")
+        groups, attributes = split.groups, self.data.attributes or None
         boot = bootstrap(
             y_true,
             y_pred,
             classes=list(self.data.classes),
-            sex=sex,
-            age_group=age,
+            groups=groups,
+            attributes=attributes,
             resamples=self.resamples,
             seed=int(self.config.seed),
         )
         packed = pack_predictions(
-            y_true, y_pred, num_classes=self.data.num_classes, sex=sex, age_group=age, image_ids=split.image_ids
+            y_true,
+            y_pred,
+            num_classes=self.data.num_classes,
+            groups=groups,
+            attributes=attributes,
+            image_ids=split.image_ids,
         )
         return {**boot.to_json(), "predictions": packed}
 

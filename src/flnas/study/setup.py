@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
+from flnas.data.groups import DEFAULT_ATTRIBUTES
 from flnas.errors import StudyError
 from flnas.evaluate.config import EvaluatorConfig
 from flnas.records import TaskInfo, check_accuracy
@@ -68,8 +68,17 @@ def make_setup(
         "env": env,
         "choices": choices.model_dump(mode="json") if hasattr(choices, "model_dump") else dict(choices),
         "classes": list(data.classes),
+        "attributes": {a: list(g) for a, g in data.attributes.items()},
         "accuracy": accuracy,
     }
+
+
+def attributes_from_setup(setup: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    """The study's sensitive attributes and their groups; a study from before they were stored has ISIC's."""
+    stored = (setup or {}).get("attributes")
+    if not isinstance(stored, dict):
+        return dict(DEFAULT_ATTRIBUTES)
+    return {str(a): tuple(str(g) for g in groups) for a, groups in stored.items()}
 
 
 def accuracy_from_setup(setup: dict[str, Any] | None) -> str:
@@ -107,6 +116,12 @@ def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> Prepare
             f"{root}: classes {data.classes} differ from the study's {setup['classes']}; "
             "the dataset changed since the study was created"
         )
+    if data.attributes and data.attributes != attributes_from_setup(setup):
+        groups = "; ".join(f"{a}: {', '.join(g)}" for a, g in attributes_from_setup(setup).items())
+        raise StudyError(
+            f"{root}: its sensitive attributes differ from the study's ({groups}); "
+            "the dataset or its card changed since the study was created"
+        )
     return data
 
 
@@ -139,7 +154,7 @@ def task_from_setup(setup: dict[str, Any]) -> TaskInfo:
     return TaskInfo(
         dataset=str(setup.get("dataset") or "ISIC 2019"),
         classes=list(setup.get("classes") or []),
-        groups={"sex": list(SEX_GROUPS), "age": list(AGE_GROUPS)},
+        groups={a: list(g) for a, g in attributes_from_setup(setup).items()},
         image_size=int(setup["image_size"]),
         env=str(setup.get("env") or DEFAULT_ENV),
     )
