@@ -11,8 +11,8 @@ anatomical site works the same way.
   ``female/old``); a record is in one when it is in a group of each attribute.
 - **Bins** turn a numeric column into groups with the edge rules of the ISIC age groups: for edges
   ``e1 < ... < en`` the groups are ``x < e1``, ``e1 <= x < e2``, ..., ``e(n-1) <= x <= en``, ``x > en``
-  (so ``[30, 65]`` gives young < 30, middle 30-65 inclusive, old > 65). Default labels ``"<30"``,
-  ``"30-65"``, ``">65"``.
+  (so ``[30, 65]`` gives young < 30, middle 30-65 inclusive, old > 65; a single edge ``e`` gives
+  ``x <= e`` and ``x > e``). Default labels ``"<30"``, ``"30-65"``, ``">65"`` (``"<=40"``, ``">40"``).
 
 Group names must be unique across attributes (the metrics key groups by name) and every attribute needs at
 least two groups (a fairness gap needs two groups to compare); :func:`check_attributes` says which is not.
@@ -137,8 +137,13 @@ def check_edges(edges: Sequence[float], what: str = "bins") -> tuple[float, ...]
 
 
 def bin_labels(edges: Sequence[float]) -> tuple[str, ...]:
-    """Default group names of :func:`bin_value`: ``"<30"``, ``"30-65"``, ``">65"`` for edges 30, 65."""
+    """Default group names of :func:`bin_value`: ``"<30"``, ``"30-65"``, ``">65"`` for edges 30, 65.
+
+    The last edge belongs to the bin below it, so a single edge 40 gives ``"<=40"`` and ``">40"``.
+    """
     e = [_edge_text(x) for x in edges]
+    if len(e) == 1:
+        return (f"<={e[0]}", f">{e[0]}")
     return (f"<{e[0]}", *(f"{a}-{b}" for a, b in zip(e, e[1:], strict=False)), f">{e[-1]}")
 
 

@@ -11,8 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from flnas.data.attributes import all_groups
 from flnas.records import Candidate, get_best, pareto_front
 from flnas.report.table import FAHANA_DESIGNER, ReportTable, Row, metric_value
+from flnas.study.setup import attributes_from_setup
 
 CAPTIONS = {
     "accuracy_unfairness": "Accuracy against unfairness of every evaluated model on the validation split "
@@ -159,11 +161,11 @@ def group_accuracy_png(table: ReportTable) -> bytes:
     ax = fig.add_subplot()
     search1 = table.searched_rows[0] if table.searched_rows else None
     rows = [row for row in (search1, best_baseline(table)) if row is not None]
-    groups: list[str] = []
-    for row in rows:
-        for name in ((row.candidate.metrics or {}).get(table.split) or {}).get("groups") or {}:
-            if name not in groups:
-                groups.append(name)
+    present = {
+        name for row in rows for name in ((row.candidate.metrics or {}).get(table.split) or {}).get("groups") or {}
+    }
+    groups = [g for g in all_groups(attributes_from_setup(table.setup)) if g in present]  # the study's order
+    groups += sorted(present - set(groups))
     if not rows or not groups:
         _empty(ax, "no per-group accuracy to show")
         return _png(fig)
@@ -182,7 +184,8 @@ def group_accuracy_png(table: ReportTable) -> bytes:
             yerr=errors,
             capsize=3 if errors is not None else 0,
         )
-    ax.set_xticks(range(len(groups)), groups)
+    crowded = len(groups) > 8  # intersections: slanted, smaller labels
+    ax.set_xticks(range(len(groups)), groups, rotation=45 if crowded else 0, fontsize=8 if crowded else None)
     ax.set_ylabel(f"Accuracy ({table.split})")
     ax.set_ylim(0, 1)
     ax.set_title(f"Per-group accuracy ({table.split} split)")

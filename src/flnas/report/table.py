@@ -332,9 +332,14 @@ def run_notes(
         else "real data"
     )
     where = setup.get("data") or "the embedded synthetic set"
+    from flnas.study.setup import attributes_from_setup
+
+    groups = "; ".join(f"{a} ({', '.join(g)})" for a, g in attributes_from_setup(setup).items())
     notes = [
         f"Data: {kind}; {dataset} from {where}, subset {setup.get('subset') or 'all'}, "
-        f"split seed {setup.get('seed', 'n/a')}, image size {setup.get('image_size', 'n/a')}."
+        f"split seed {setup.get('seed', 'n/a')}, image size {setup.get('image_size', 'n/a')}.",
+        f"Sensitive attributes (groups): {groups or 'none'}; Unfairness is over all their groups, EODD/EOPP "
+        "over the pairs of groups within each attribute.",
     ]
     if split_sizes is None and data is not None:
         split_sizes = {name: len(split) for name, split in data.splits.items()}
