@@ -152,7 +152,6 @@ def load_data(args: argparse.Namespace, tmp: Path):
 
 
 def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> dict[str, Any]:
-    from flnas.data.groups import AGE_GROUPS, SEX_GROUPS
     from flnas.designers.registry import create_designer
     from flnas.evaluate import Evaluator
     from flnas.evaluate.config import EvaluatorConfig
@@ -174,7 +173,7 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
     task = TaskInfo(
         dataset=data.name,
         classes=list(data.classes),
-        groups={"sex": list(SEX_GROUPS), "age": list(AGE_GROUPS)},
+        groups={attribute: list(groups) for attribute, groups in data.attributes.items()},
         image_size=args.image_size,
         env="Raspberry Pi 4",
     )

@@ -37,7 +37,7 @@ PLACEHOLDERS: dict[str, str] = {
     "image_size": "the input image side in pixels",
     "num_classes": "the number of classes",
     "classes": "the class names, comma-separated",
-    "groups": "the demographic groups, e.g. 'sex: male, female; age: young, middle, old'",
+    "groups": "the dataset's sensitive groups per attribute, e.g. 'sex: male, female; age: young, middle, old'",
     "best": "the best-so-far architecture as JSON and its optMetrics line (or: there is none yet)",
     "env": "the target device (Env), e.g. Raspberry Pi 4",
     "limits": "the Env's budgets from Choices (max params, max latency), as a sentence",
