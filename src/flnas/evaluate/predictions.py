@@ -254,7 +254,8 @@ def parse_predictions(
     needed = [*LABEL_COLUMNS, *(c.column for c in columns)]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise FlnasError(f"{source}: missing column(s) {', '.join(missing)} (needs {', '.join(needed)})")
+        other = "; name the table's own sensitive columns otherwise" if sensitive is None else ""
+        raise FlnasError(f"{source}: missing column(s) {', '.join(missing)} (needs {', '.join(needed)}{other})")
     if len(df) == 0:
         raise FlnasError(f"{source}: has no prediction rows")
     labels: dict[str, list[str]] = {}
