@@ -17,11 +17,11 @@ from torch import nn
 
 from flnas.data.attributes import add_intersections, all_groups, bin_labels, bin_value, check_attributes
 from flnas.data.dataset import PreparedData, Split
+from flnas.designers.optmetrics import format_opt_metrics
 from flnas.evaluate import Evaluator
 from flnas.evaluate.bootstrap import bootstrap
 from flnas.evaluate.config import TrainConfig
 from flnas.evaluate.fairness import fairness_metrics
-from flnas.evaluate.optmetrics import format_opt_metrics
 from flnas.evaluate.stored import pack_predictions, unpack_predictions
 
 BASE = {"skin": ("I", "II", "III"), "sex": ("male", "female")}
@@ -185,8 +185,9 @@ def test_flnas_metrics_audits_the_predictions_with_the_same_groups(evaluated, ca
 
 
 def test_setup_prompt_and_report_read_the_attributes(evaluated, skin_data, tmp_path):
-    from flnas.designers.base import Candidate, DesignContext
+    from flnas.designers.base import DesignContext
     from flnas.designers.prompt import PromptGenerator
+    from flnas.records import Candidate
     from flnas.report import build_table, record_trial, run_notes
     from flnas.report.plots import group_accuracy_png
     from flnas.space import example_spec, load_choices

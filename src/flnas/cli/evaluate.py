@@ -47,7 +47,7 @@ def _group_table(metrics: dict[str, Any]) -> Any:
     from rich.table import Table
 
     from flnas.data.attributes import all_groups
-    from flnas.evaluate.optmetrics import metrics_attributes
+    from flnas.designers.optmetrics import metrics_attributes
 
     groups_in_order = all_groups(metrics_attributes(metrics))
     table = Table(title="per-group accuracy (count)", title_justify="left")
