@@ -44,29 +44,29 @@ def _split_table(metrics: dict[str, Any]) -> Any:
 
 
 def _group_table(metrics: dict[str, Any]) -> Any:
+    """One row per group of every sensitive attribute (the data's, in order): val and test accuracy (count)."""
     from rich.table import Table
 
-    from flnas.data.attributes import all_groups
     from flnas.designers.optmetrics import metrics_attributes
 
-    groups_in_order = all_groups(metrics_attributes(metrics))
     table = Table(title="per-group accuracy (count)", title_justify="left")
-    table.add_column("split")
-    for group in groups_in_order:
-        table.add_column(group, justify="right")
-    for split in ("val", "test"):
-        groups = (metrics.get(split) or {}).get("groups") or {}
-        cells = []
-        for group in groups_in_order:
-            info = groups.get(group)
-            cells.append(
-                f"{fmt(info.get('accuracy'), percent=True)} ({info.get('count', 0)})" if info else "n/a (0)"
-            )
-        table.add_row(split, *cells)
+    for name in ("attribute", "group", "val", "test"):
+        table.add_column(name, justify="left" if name in ("attribute", "group") else "right")
     ci = ((metrics.get("test") or {}).get("ci") or {}).get("groups")
     if ci:
-        cells = (fmt_interval(ci.get(g), percent=True) if g in ci else "n/a" for g in groups_in_order)
-        table.add_row("test 95% CI", *cells)
+        table.add_column("test 95% CI", justify="right")
+    by_split = {split: (metrics.get(split) or {}).get("groups") or {} for split in ("val", "test")}
+    for attribute, names in metrics_attributes(metrics).items():
+        for k, group in enumerate(names):
+            cells = []
+            for split in ("val", "test"):
+                info = by_split[split].get(group)
+                cells.append(
+                    f"{fmt(info.get('accuracy'), percent=True)} ({info.get('count', 0)})" if info else "n/a (0)"
+                )
+            if ci:
+                cells.append(fmt_interval(ci.get(group), percent=True) if group in ci else "n/a")
+            table.add_row(attribute if k == 0 else "", group, *cells, end_section=k == len(names) - 1)
     return table
 
 
