@@ -20,7 +20,7 @@ from flnas.data.dataset import PreparedData, Split
 from flnas.designers.optmetrics import format_opt_metrics
 from flnas.evaluate import Evaluator
 from flnas.evaluate.bootstrap import bootstrap
-from flnas.evaluate.config import TrainConfig
+from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.fairness import fairness_metrics
 from flnas.evaluate.stored import pack_predictions, unpack_predictions
 
@@ -58,7 +58,7 @@ def evaluated(skin_data, tmp_path_factory):
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                            nn.Linear(8, 3))
-    config = TrainConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False, seed=3)
+    config = EvaluatorConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False, seed=3)
     evaluator = Evaluator(skin_data, config)
     evaluator.resamples = 100
     out = tmp_path_factory.mktemp("eval")
@@ -188,15 +188,16 @@ def test_setup_prompt_and_report_read_the_attributes(evaluated, skin_data, tmp_p
     from flnas.designers.base import DesignContext
     from flnas.designers.prompt import PromptGenerator
     from flnas.records import Candidate
-    from flnas.report import build_table, record_trial, run_notes
+    from flnas.report import build_table, run_notes
     from flnas.report.plots import group_accuracy_png
     from flnas.space import example_spec, load_choices
+    from flnas.study.recording import add_trial
     from flnas.study.setup import attributes_from_setup, make_setup, task_from_setup
     from flnas.study.storage import open_study, set_setup
 
     result, _ = evaluated
     setup = make_setup(data=skin_data, data_arg=None, subset=None, seed=0, image_size=16, cache_dir=None,
-                       train=TrainConfig(epochs=1), env="Raspberry Pi 4", choices=load_choices(None))
+                       train=EvaluatorConfig(epochs=1), env="Raspberry Pi 4", choices=load_choices(None))
     assert setup["attributes"]["skin"] == ["I", "II", "III"] and attributes_from_setup(setup) == ATTRS
     assert attributes_from_setup({"dataset": "old study"}) == {"sex": ("male", "female"),
                                                               "age": ("young", "middle", "old")}
@@ -213,8 +214,8 @@ def test_setup_prompt_and_report_read_the_attributes(evaluated, skin_data, tmp_p
 
     study = open_study("skin", f"sqlite:///{tmp_path / 's.db'}")
     set_setup(study, setup)
-    record_trial(study, status="ok", metrics=result.metrics, kind="baseline", designer="baseline",
-                 baseline="resnet18", spec=None, spec_key=None, seed=0)  # a row even if it is degenerate
+    add_trial(study, status="ok", metrics=result.metrics, kind="baseline", designer="baseline",
+              baseline="resnet18", spec=None, spec_key=None, seed=0)  # a row even if it is degenerate
     table = build_table(study)
     notes = run_notes(table)
     assert any("Sensitive attributes (groups): skin (I, II, III); sex (male, female); skin/sex (I/male" in n
