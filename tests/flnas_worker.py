@@ -59,6 +59,7 @@ def _barrier() -> None:
 
 
 def main(url: str, study_name: str, iters: str, k: str, trained: str, hang: str | None = None) -> None:
+    print(f"worker threads={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     _barrier()
     grace = int(os.environ.get("FLNAS_TEST_GRACE", "60"))
     study = open_study(study_name, url, liveness=Liveness(heartbeat=1, grace=grace))
@@ -73,7 +74,7 @@ def main(url: str, study_name: str, iters: str, k: str, trained: str, hang: str 
         log=lambda m: print(m, flush=True),
         poll=0.5,
     )
-    print(f"RESULT {result.evaluated}/{result.target} new={result.new}", flush=True)
+    print(f"RESULT {result.evaluated}/{result.target} new={result.new} redesigns={result.redesigns}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ headers). Use the ``llm_server`` fixture (import it into a test module or confte
     llm_server.trickle('{"layers": ...}', 1.0)     # the body one byte per second (never times out per read)
     llm_server.reject_formats = {"json_schema"}    # 400 for requests with such a response_format
     llm_server.reject_status = 500                 # ... answered with this status instead (llama-cpp-python)
+    llm_server.on_request = fn                     # fn(body) is called in the server before each answer
 
 ``llm_server.base_url`` is the value for ``--llm-base-url``. An empty queue answers HTTP 418 (not retried by
 clients) so a test that asks more often than it scripted fails loudly. ``make_context`` and ``fake_metrics``
@@ -52,6 +53,7 @@ class FakeLLMServer:
         self.requests: list[dict[str, Any]] = []
         self.reject_formats: set[str] = set()
         self.reject_status = 400
+        self.on_request: Any = None  # called with each request's body before it is answered
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -165,6 +167,8 @@ class FakeLLMServer:
                             "body": body,
                         }
                     )
+                if server.on_request is not None:
+                    server.on_request(body)
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     code, headers, payload, entry = 404, {}, {"error": {"message": "not found"}}, None
                 else:

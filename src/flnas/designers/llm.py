@@ -180,6 +180,9 @@ class LLMDesigner(Designer):
         for c in context.history:
             if c.spec is not None:
                 tried.setdefault(self._key(c.spec), self._already(c))
+        for c in context.pending:  # being trained by another worker of the study
+            if c.spec is not None:
+                tried.setdefault(self._key(c.spec), "being trained right now; propose a different one")
         proposals: list[Proposal] = []
         for _ in range(k):
             messages = [dict(m) for m in base]

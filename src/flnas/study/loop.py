@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ import numpy as np
 import optuna
 
 from flnas.designers.base import DesignContext, Designer, Proposal
-from flnas.jsonsafe import json_safe
 from flnas.records import (
     DEFAULT_ACCURACY,
     DEFAULT_RULE,
@@ -50,15 +49,13 @@ from flnas.records import (
     is_evaluated,
     objectives,
 )
-from flnas.study import recording, workers
+from flnas.study import assign, recording, workers
 from flnas.study.degenerate import DEGENERATE, degenerate_reason
 from flnas.study.history import (
     STALE,
-    load_candidates,
     mark_interrupted,
     may_be_alive,
     open_slot,
-    owner,
     taken_keys,
 )
 
@@ -77,6 +74,7 @@ class SearchResult:
     new: list[int] = field(default_factory=list)  # trial numbers created by this run
     interrupted: list[int] = field(default_factory=list)  # trials marked interrupted when this run started
     passes: int = 0  # designer calls made by this run
+    redesigns: int = 0  # designer calls made again because another worker took the same spec meanwhile
     stopped: str | None = None  # why the run ended before the target, if it did
     usage: dict[str, int] = field(default_factory=dict)  # the designer's token usage totals
     files_error: str | None = None  # why the run stopped: a candidate's files could not be written
@@ -136,7 +134,7 @@ def run_search(
                 on_candidate=on_candidate, max_passes=max_passes, poll=poll)
     finally:
         heart.close()
-    result.candidates = _own_candidates(study, designer.name)
+    result.candidates = assign.own_candidates(study, designer.name)
     result.evaluated = sum(1 for c in result.candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
     result.best = get_best(result.candidates, **selection.as_kwargs())
     result.usage = dict(designer.usage() or {})
@@ -172,7 +170,7 @@ def _search(
             for number in _fail_dead(study):
                 result.interrupted.append(number)
                 log(f"trial #{number} was interrupted (its worker stopped); its candidate is trained again")
-            history = _own_candidates(study, designer.name)
+            history = assign.own_candidates(study, designer.name)
             if not noted and any(c.status == "running" for c in history) and workers.is_sqlite(study):
                 noted = True  # this worker's own trials are all finished here: these are another worker's
                 log(
@@ -211,82 +209,84 @@ def _search(
             time.sleep(poll)
             continue
         waiting_for = None
-        design = [trial for trial, proposal in claims if proposal is None]
+        designed = {position for position, (_, proposal) in enumerate(claims) if proposal is None}
         design_seconds = 0.0
-        if design:
+
+        context_for = partial(_design_context, seed=seed, iteration=iteration, attempt=attempt, choices=choices,
+                              task=task, selection=selection, log=log)
+        if designed:
             result.passes += 1
-            context = DesignContext(
-                history=[c for c in history if c.status != "running"],
-                best=get_best(history, **selection.as_kwargs()),
-                choices=choices,
-                task=task,
-                iteration=iteration,
-                rng=np.random.default_rng([seed, iteration, attempt]),
-                log=log,
-                selection=selection,
-                pending=[c for c in history if c.status == "running"],
-            )
             log(
-                f"iteration {iteration}/{iters}: {designer.name} designs {len(design)} candidate(s)"
+                f"iteration {iteration}/{iters}: {designer.name} designs {len(designed)} candidate(s)"
                 + (f" (attempt {attempt + 1})" if attempt else "")
             )
             started = time.monotonic()
             try:
-                proposals = list(designer.propose(context, len(design)))[: len(design)]
+                proposals = list(designer.propose(context_for(history), len(designed)))[: len(designed)]
             except BaseException:
-                workers.withdraw(study, heart, design, "the designer call was stopped")
+                workers.withdraw(study, heart, [claims[p][0] for p in designed], "the designer call was stopped")
                 raise
             design_seconds = (time.monotonic() - started) / max(1, len(proposals))
             missing = f"designer {designer.name!r} returned no proposal"
-            proposals += [Proposal(spec=None, error=missing)] * (len(design) - len(proposals))
+            proposals += [Proposal(spec=None, error=missing)] * (len(designed) - len(proposals))
             given = iter(proposals)
             claims = [(trial, proposal or next(given)) for trial, proposal in claims]
         else:
             log(f"iteration {iteration}/{iters}: trains again what an interrupted trial was training")
-        for position, (trial, proposal) in enumerate(claims):
-            assert proposal is not None
+        assignments = assign.assign(
+            study, heart, claims, designed=designed, known=set(taken_keys(history)), designer=designer,
+            context_for=context_for, choices=choices, task=task, iteration=iteration,
+            design_seconds=design_seconds, log=log,
+        )
+        for position, claimed in enumerate(assignments):
             try:
                 candidate, evaluation, files_error = _evaluate_claim(
-                    study,
-                    trial,
-                    proposal,
-                    designer=designer,
-                    evaluator=evaluator,
-                    task=task,
-                    choices=choices,
-                    iteration=iteration,
-                    out_dir=out_dir,
-                    design_seconds=design_seconds,
-                    accuracy=selection.accuracy,
-                    log=log,
-                    on_epoch=on_epoch,
+                    study, claimed, designer=designer, evaluator=evaluator, task=task, iteration=iteration,
+                    out_dir=out_dir, accuracy=selection.accuracy, log=log, on_epoch=on_epoch,
                 )
             finally:
-                heart.discard(trial._trial_id)
+                heart.discard(claimed.trial._trial_id)
             result.new.append(candidate.number)
+            result.redesigns += claimed.redesigns
             designer.observe(candidate)
             if on_candidate is not None:
                 on_candidate(candidate, evaluation)
             if files_error is not None:
                 result.stopped = result.files_error = files_error  # the caller reports it
-                workers.withdraw(study, heart, [t for t, _ in claims[position + 1 :]], "the run stopped before it")
+                rest = [a.trial for a in assignments[position + 1 :] if a.trainable]
+                workers.withdraw(study, heart, rest, "the run stopped before it")
                 return
+
+
+def _design_context(
+    history: list[Candidate],
+    redesign: int = 0,
+    *,
+    seed: int,
+    iteration: int,
+    attempt: int,
+    choices: Any,
+    task: TaskInfo,
+    selection: Selection,
+    log: Callable[[str], None],
+) -> DesignContext:
+    """What the designer sees: the finished candidates, the best so far, and the specs being trained (to avoid)."""
+    return DesignContext(
+        history=[c for c in history if c.status != "running"],
+        best=get_best(history, **selection.as_kwargs()),
+        choices=choices,
+        task=task,
+        iteration=iteration,
+        rng=np.random.default_rng([seed, iteration, attempt] + ([redesign] if redesign else [])),
+        log=log,
+        selection=selection,
+        pending=[c for c in history if c.status == "running"],
+    )
 
 
 def _fail_dead(study: optuna.Study) -> list[int]:
     """Trials of dead workers, failed now: a gone process on this machine, or no heartbeat for the grace period."""
     return sorted(set(mark_interrupted(study)) | set(workers.fail_stale(study)))
-
-
-def _is_running(history: list[Candidate], key: str | None) -> bool:
-    from flnas.space import spec_key
-
-    return any(c.status == "running" and c.spec is not None and spec_key(c.spec) == key for c in history)
-
-
-def _own_candidates(study: optuna.Study, designer: str) -> list[Candidate]:
-    """The search candidates this designer made (its search is independent of other designers')."""
-    return [c for c in load_candidates(study) if c.designer == designer]
 
 
 def _need(history: list[Candidate], iteration: int, k: int) -> int:
@@ -295,50 +295,27 @@ def _need(history: list[Candidate], iteration: int, k: int) -> int:
 
 def _evaluate_claim(
     study: optuna.Study,
-    trial: optuna.trial.Trial,
-    proposal: Proposal,
+    claimed: assign.Assignment,
     *,
     designer: Designer,
     evaluator: Any,
     task: TaskInfo,
-    choices: Any,
     iteration: int,
     out_dir: Path | None,
-    design_seconds: float,
     accuracy: str,
     log: Callable[[str], None],
     on_epoch: Callable[[int, dict[str, Any]], None] | None,
 ) -> tuple[Candidate, Any, str | None]:
-    """Give a claimed trial its proposal; train it unless it is invalid or tried (or being trained) already.
+    """Train a claimed trial's spec unless it was found invalid (or given up) when it was assigned.
 
     Returns the candidate, the evaluation, and why the run must stop when its files could not be written.
     """
-    with workers.claim_lock(study):  # the spec is checked against every evaluated and running one, then taken
-        claimed = dict(trial.user_attrs.get("record") or {})
-        record = _stored(
-            {
-                **(proposal.record or {}),
-                "design_seconds": round(design_seconds, 3),
-                "started": _now(),
-                "owner": claimed.get("owner") or owner(),
-            }
-        )
-        history = _own_candidates(study, designer.name)
-        spec, key, reason = _check(proposal, choices, task, taken_keys(history, but=trial.number))
-        if reason and reason.startswith("already tried") and _is_running(history, key):
-            reason = reason.replace("already tried", "being trained by another worker")
-        label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
-        try:
-            for name, value in {"spec": spec, "spec_key": key, "record": record}.items():
-                trial.set_user_attr(name, value)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another worker took this one for dead
-            log(f"{label}: another worker gave this claim up (no heartbeat for the grace period)")
-            return _candidate(trial.number, iteration, designer.name, None, "failed", None, STALE), None, None
-    if reason is not None:
-        recording.record_trial(study, trial, "invalid", reason, None, record)
-        log(f"{label}: invalid -- {reason}")
-        return _candidate(trial.number, iteration, designer.name, spec, "invalid", None, reason), None, None
-
+    trial, spec, record = claimed.trial, claimed.spec, claimed.record
+    label = f"trial #{trial.number} (iteration {iteration}, {designer.name})"
+    if not claimed.trainable:
+        status = "failed" if claimed.lost else "invalid"
+        return _candidate(trial.number, iteration, designer.name, spec, status, None, claimed.reason), None, None
+    record["started"] = assign.now()
     started = time.monotonic()
     try:  # the files are written below, by this loop, so that a full disk cannot lose the measurement
         evaluation = evaluator.evaluate(spec, name=f"trial-{trial.number}", out_dir=None, on_epoch=on_epoch)
@@ -352,13 +329,13 @@ def _evaluate_claim(
     else:
         status = getattr(evaluation, "status", "failed")
         why = getattr(evaluation, "reason", None)
-        metrics = _stored(getattr(evaluation, "metrics", None) or None)
+        metrics = assign.stored(getattr(evaluation, "metrics", None) or None)
         if status == "ok" and ((metrics or {}).get("val") or {}).get("accuracy") is None:
             status, why = "failed", "the evaluator returned no validation accuracy"
         if status == "ok" and (degenerate := degenerate_reason(metrics)) is not None:
             status, why = DEGENERATE, degenerate
     record["eval_seconds"] = round(time.monotonic() - started, 3)
-    record["finished"] = _now()
+    record["finished"] = assign.now()
     candidate = _candidate(trial.number, iteration, designer.name, spec, status, metrics, why)
     values = list(objectives(candidate, accuracy)) if status == "ok" else None
     files_error = None
@@ -393,25 +370,6 @@ def _evaluate_claim(
     return candidate, evaluation, files_error
 
 
-def _check(proposal: Proposal, choices: Any, task: TaskInfo, known: dict[str, int]) -> tuple[Any, Any, Any]:
-    """(spec dict or None, spec_key or None, reason it is invalid or None)."""
-    from flnas.space import spec_key, validate_spec
-
-    if hasattr(proposal.spec, "model_dump"):
-        proposal.spec = proposal.spec.model_dump(mode="json")
-    if proposal.error or proposal.spec is None:
-        return _stored(proposal.spec), None, proposal.error or "the designer returned no architecture"
-    checked = validate_spec(proposal.spec, choices, image_size=task.image_size, num_classes=len(task.classes))
-    if not checked.ok:
-        problems = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in checked.errors)
-        return _stored(proposal.spec), None, f"invalid architecture: {problems}"
-    spec = checked.spec.model_dump(mode="json")
-    key = spec_key(checked.spec)
-    if key in known:
-        return spec, key, f"already tried (trial #{known[key]})"
-    return spec, key, None
-
-
 def _candidate(
     number: int, iteration: int, designer: str, spec: Any, status: str, metrics: Any, reason: str | None
 ) -> Candidate:
@@ -426,10 +384,3 @@ def _candidate(
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _stored(value: Any) -> Any:
-    """JSON-safe for the study's user attributes (anything unknown becomes its string)."""
-    return json_safe(value, stringify=True)
