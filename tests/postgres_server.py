@@ -3,7 +3,8 @@
 PostgreSQL refuses to run as root, and CI runs as root: the server's folder is then owned by an
 unprivileged user (``nobody``) and ``initdb``/``pg_ctl`` run through ``runuser``. The server listens on a
 unix socket in its own temporary folder only (no TCP port to collide with). Tests that need it skip,
-saying why, where the server binaries or the ``psycopg2`` driver are absent.
+saying why, where the server binaries or the ``psycopg2`` driver are absent. ``running_server`` and
+``new_database`` start one outside pytest (bench/scale_out.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,18 +38,22 @@ def _as_server_user(args: list[str]) -> list[str]:
     return ["runuser", "-u", USER, "--", *args] if os.geteuid() == 0 else args
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Start a server for the session; yields its socket folder."""
+class Unavailable(RuntimeError):
+    """No server can be started here (no binaries, no driver, root without runuser): the reason is the message."""
+
+
+@contextmanager
+def running_server() -> Iterator[str]:
+    """A fresh PostgreSQL server (fsync off, unix socket only) for the ``with`` block; yields its socket folder."""
     bin_dir = _binaries()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql to run")
+        raise Unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql to run")
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        pytest.skip("the PostgreSQL driver is not installed: pip install 'flnas[postgres]'")
+        raise Unavailable("the PostgreSQL driver is not installed: pip install 'flnas[postgres]'") from None
     if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
+        raise Unavailable("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
     base = Path(tempfile.mkdtemp(prefix="flnas-pg-", dir="/tmp"))  # short: unix socket paths are limited
     if os.geteuid() == 0:
         entry = pwd.getpwnam(USER)
@@ -68,7 +74,7 @@ def postgres_server() -> Iterator[str]:
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
         shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {detail}")
+        raise RuntimeError(f"could not start PostgreSQL: {detail}") from None
     try:
         yield str(base)
     finally:
@@ -77,17 +83,38 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture()
-def postgres_url(postgres_server) -> str:
-    """A new, empty database on the session's server, as a SQLAlchemy URL."""
+def new_database(server: str) -> str:
+    """A new, empty database on the server at socket folder ``server``, as a SQLAlchemy URL."""
     import psycopg2
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    con = psycopg2.connect(dbname="postgres", user="postgres", host=postgres_server)
+    con = psycopg2.connect(dbname="postgres", user="postgres", host=server)
     try:
         con.autocommit = True
         with con.cursor() as cur:
             cur.execute(f"CREATE DATABASE {name}")
     finally:
         con.close()
-    return f"postgresql+psycopg2://postgres@/{name}?host={postgres_server}"
+    return f"postgresql+psycopg2://postgres@/{name}?host={server}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Start a server for the session; yields its socket folder."""
+    try:
+        server = running_server()
+        socket_dir = server.__enter__()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield socket_dir
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's server, as a SQLAlchemy URL."""
+    return new_database(postgres_server)
