@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flnas.errors import FlnasError
-from flnas.study.history import is_evaluated, load_candidates
+from flnas.records import is_evaluated
+from flnas.study.history import load_candidates
 from flnas.study.launch import WorkerSlot, run_workers, worker_slots
 from flnas.study.storage import open_study
 

@@ -195,12 +195,12 @@ class _Progress:
             return []
 
     def evaluated(self) -> int:
-        from flnas.study.history import is_evaluated
+        from flnas.records import is_evaluated
 
         return sum(1 for c in self.candidates() if is_evaluated(c) and 1 <= c.iteration <= self.iters)
 
     def update(self) -> None:
-        from flnas.study.history import is_evaluated
+        from flnas.records import is_evaluated
 
         candidates = self.candidates()
         done = sum(1 for c in candidates if is_evaluated(c) and 1 <= c.iteration <= self.iters)
