@@ -156,3 +156,12 @@ def test_precision_quick(capsys):
     out = _run("precision", ["--quick", "--specs", "small", "--settings", "fp32,bf16+cl"], capsys)
     assert set(out["images_per_s"]["small"]) == {"fp32", "bf16+cl"}
     assert out["speedup_vs_fp32"]["small"]["bf16+cl"] > 0 and isinstance(out["native_bf16"], bool)
+
+
+@pytest.mark.slow
+def test_scale_out_quick(capsys):
+    out = _run("scale_out", ["--quick"], capsys)
+    (run,) = out["runs"]
+    assert run["workers"] == 2 and run["storage"] == "sqlite" and run["exit_codes"] == [0, 0]
+    assert (run["evaluated"], run["duplicates"], run["lost"], run["invalid"]) == (2, 0, 0, 0)
+    assert out["all_complete"] and out["workers_ok"]
