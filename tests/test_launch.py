@@ -11,7 +11,7 @@ import pytest
 from flnas.errors import FlnasError
 from flnas.records import is_evaluated
 from flnas.study.history import load_candidates
-from flnas.study.launch import WorkerSlot, run_workers, worker_slots
+from flnas.study.launch import WorkerSlot, launch_search, run_workers, worker_slots
 from flnas.study.storage import open_study
 
 WORKER = Path(__file__).parent / "flnas_worker.py"
@@ -71,3 +71,15 @@ def test_a_failed_worker_is_named_with_its_last_line_and_log(tmp_path):
     log = tmp_path / "w" / "worker-1.log"
     assert f"worker 1 exited with code 3: it broke (its log: {log})" in shown
     assert not (tmp_path / "none.db").exists()  # the progress view never creates a study
+
+
+def test_several_workers_on_a_sqlite_file_get_one_sentence_naming_postgresql(tmp_path):
+    shown: list[str] = []
+    db = tmp_path / "s.db"
+    result = launch_search([sys.executable, "-c", "pass"], 2, device="cpu", study_name="s", storage=str(db),
+                           designer="random", iters=None, k=1, out=tmp_path / "run", show=shown.append)
+    assert result.ok and [log.parent for log in result.logs] == [tmp_path / "run" / "workers"] * 2
+    note = [line for line in shown if line.startswith("note:")]
+    assert note == [f"note: 2 workers share the SQLite file {db}, which is safe on one machine; for workers on "
+                    "several machines, or many of them, use PostgreSQL (docs/search.md, Workers)"]
+    assert shown[-1] == "0/? evaluated candidates; 2 of 2 worker(s) finished cleanly"  # no study: IterMax unknown

@@ -93,7 +93,7 @@ def run_workers(
     study_name: str,
     storage: str,
     designer: str,
-    iters: int,
+    iters: int | None,
     k: int,
     log_dir: Path,
     show: Callable[[str], None] = print,
@@ -132,9 +132,39 @@ def run_workers(
     result.failed = [slot.index for slot, code in zip(slots, codes, strict=True) if code != 0]
     for index in result.failed:
         show(f"worker {index} exited with code {codes[index]}: {_last_line(logs[index])} (its log: {logs[index]})")
-    show(f"{result.evaluated}/{iters * k} evaluated candidates; {len(slots) - len(result.failed)} of "
+    show(f"{result.evaluated}/{progress.target()} evaluated candidates; {len(slots) - len(result.failed)} of "
          f"{len(slots)} worker(s) finished cleanly")
     return result
+
+
+def launch_search(
+    command: list[str],
+    workers: int,
+    *,
+    device: str | None,
+    study_name: str,
+    storage: str,
+    designer: str,
+    iters: int | None,
+    k: int,
+    out: Path,
+    show: Callable[[str], None] = print,
+) -> WorkersResult:
+    """``flnas search --workers N``: run ``command`` (one search worker, without ``--workers``) N times here.
+
+    ``iters`` None: the study's stored IterMax (read once the workers have written it). Worker logs go to
+    ``out/workers/``.
+    """
+    from flnas.study.storage import sqlite_path, storage_url
+
+    slots = worker_slots(workers, device)
+    url = storage_url(storage)
+    path = sqlite_path(url)
+    if path is not None and workers > 1:
+        show(f"note: {workers} workers share the SQLite file {path}, which is safe on one machine; for workers on "
+             "several machines, or many of them, use PostgreSQL (docs/search.md, Workers)")
+    return run_workers(command, slots, study_name=study_name, storage=url, designer=designer, iters=iters, k=k,
+                       log_dir=out / "workers", show=show)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -162,7 +192,7 @@ def _last_line(log: Path) -> str:
 class _Progress:
     """Prints each newly finished search trial of one designer, read from the study the workers share."""
 
-    def __init__(self, study_name: str, storage: str, designer: str, iters: int, k: int,
+    def __init__(self, study_name: str, storage: str, designer: str, iters: int | None, k: int,
                  show: Callable[[str], None]) -> None:
         self.study_name, self.storage, self.designer = study_name, storage, designer
         self.iters, self.k, self.show = iters, k, show
@@ -194,22 +224,37 @@ class _Progress:
         except Exception:  # a busy database (SQLite under several writers): the next poll reads it
             return []
 
+    def _iters(self) -> int | None:
+        """IterMax: as given, or the study's stored setting (written by the first worker)."""
+        if self.iters is None and self._open() is not None:
+            from flnas.study.storage import get_search_settings
+
+            stored = get_search_settings(self.study).get("iters")
+            self.iters = int(stored) if stored else None
+        return self.iters
+
+    def target(self) -> str:
+        iters = self._iters()
+        return str(iters * self.k) if iters else "?"
+
     def evaluated(self) -> int:
         from flnas.records import is_evaluated
 
-        return sum(1 for c in self.candidates() if is_evaluated(c) and 1 <= c.iteration <= self.iters)
+        iters = self._iters() or 0
+        return sum(1 for c in self.candidates() if is_evaluated(c) and 1 <= c.iteration <= iters)
 
     def update(self) -> None:
         from flnas.records import is_evaluated
 
         candidates = self.candidates()
-        done = sum(1 for c in candidates if is_evaluated(c) and 1 <= c.iteration <= self.iters)
+        iters = self._iters() or 0
+        done = sum(1 for c in candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
         for c in candidates:
             if c.status == "running" or c.number in self.seen:
                 continue
             self.seen.add(c.number)
             self.finished += 1
-            self.show(f"[{done}/{self.iters * self.k}] {describe(c)}")
+            self.show(f"[{done}/{self.target()}] {describe(c)}")
 
 
 def describe(candidate: Any) -> str:
@@ -217,8 +262,9 @@ def describe(candidate: Any) -> str:
     head = f"trial #{candidate.number} (iteration {candidate.iteration}): {candidate.status}"
     val = ((candidate.metrics or {}).get("val") or {}) if candidate.status == "ok" else {}
     if val:
-        acc = val.get("balanced_accuracy", val.get("accuracy"))
-        parts = [f"val balanced acc {100 * acc:.2f}%" if acc is not None else None]
+        label, acc = ("balanced acc", val["balanced_accuracy"]) if val.get("balanced_accuracy") is not None else (
+            "acc", val.get("accuracy"))
+        parts = [f"val {label} {100 * acc:.2f}%" if acc is not None else None]
         if val.get("unfairness") is not None:
             parts.append(f"unfairness {val['unfairness']:.4f}")
         if (candidate.metrics or {}).get("params") is not None:
