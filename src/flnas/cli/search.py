@@ -336,7 +336,8 @@ def register(app: typer.Typer) -> None:
         data: Path | None = typer.Option(
             None,
             "--data",
-            help="ISIC 2019 directory; omitted: the embedded synthetic default (5 iterations at 32x32).",
+            help="Dataset card (YAML/JSON), folder with flnas.yaml, or ISIC 2019 folder; omitted: the embedded "
+            "synthetic default (5 iterations at 32x32).",
         ),
         subset: opt.Subset = None,
         designer: str | None = typer.Option(
