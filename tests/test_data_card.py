@@ -231,3 +231,53 @@ def test_synth_card_writes_a_dataset_with_a_third_attribute_and_an_intersection(
         from flnas.data import write_synthetic
 
         write_synthetic(out, n=10, card=True)
+
+
+def nested_dataset(root: Path, splits: list[str]) -> Path:
+    """Images in per-patient subfolders named by relative path, a split column, a strict attribute."""
+    rng = np.random.default_rng(1)
+    lines = ["path,dx,sex,age,pid,split"]
+    for i, split in enumerate(splits):
+        folder = root / "photos" / f"p{i // 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        lines.append(f"p{i // 3}/{i}.png,{'ab'[i % 2]},{'MF'[i % 3 == 0]},{20 + i},{i // 3},{split}")
+    (root / "meta.csv").write_text("\n".join(lines) + "\n")
+    card = {"images": "photos", "manifest": "meta.csv", "image_column": "path", "label_column": "dx",
+            "sensitive": {"sex": {"column": "sex", "groups": {"male": ["M"], "female": ["F"]}, "strict": True},
+                          "age": {"column": "age", "bins": [30], "labels": ["under30", "over30"]}},
+            "group_column": "pid", "split_column": "split", "balance_on": ["sex"]}
+    (root / "card.yml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return root / "card.yml"
+
+
+def test_relative_paths_given_split_and_balance_on(tmp_path):
+    card = nested_dataset(tmp_path / "d", ["Train", "train", "VALID", "test", "training", "val"] * 4)
+    data = prepare_data(card, subset=12, image_size=8, cache_dir=tmp_path / "c", progress=False)
+    report = data.summary["subset"]
+    assert set(report["balance"]) == {"sex"} and report["group_counts"]["male"] == report["group_counts"]["female"]
+    assert set(report["cell_counts"]) <= {"male", "female"}  # cells of the balanced attributes only
+    assert data.name == "d" and data.attributes["age"] == ("under30", "over30")
+    given = {r.image: r.split for r in load_dataset(card).records}
+    assert all(given[i] == name for name, split in data.splits.items() for i in split.image_ids)
+
+
+def test_bad_split_value_and_strict_value_are_bad_records(tmp_path, capsys):
+    card = nested_dataset(tmp_path / "d", ["train", "val", "holdout", "test"] * 3)
+    with pytest.raises(DataError, match=r"meta.csv row 4 \(image p0/2.png\): split 'holdout' is not train, val"):
+        load_dataset(card)
+    assert load_dataset(card, skip_bad=True).skipped == {"bad_split": 3}
+    text = (tmp_path / "d" / "meta.csv").read_text().replace(",holdout", ",test").replace(",M,", ",X,", 1)
+    (tmp_path / "d" / "meta.csv").write_text(text)
+    code, _, err = run(["data", "summary", "--data", str(card), "--no-progress"], capsys)
+    assert code == 2 and "unknown sex value 'X' (expected male, female or empty)" in " ".join(err.split())
+
+
+def test_summary_tables_name_the_card_groups_and_dropped_classes(tmp_path, capsys):
+    root = fitz_dataset(tmp_path / "fitz")
+    code, out, _ = run(["data", "summary", "--data", str(root), "--no-progress", "--image-size", "8",
+                        "--cache-dir", str(tmp_path / "c")], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "fitz-style" in text
+    assert all(g in text for g in ("light", "medium", "dark", "light/young", "unknown skin_type", "unknown age"))
+    assert "dropped 20 records of classes the card does not list: non-neoplastic 20" in text

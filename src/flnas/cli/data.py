@@ -68,6 +68,11 @@ def _print_summary(summary: dict, attributes: dict[str, tuple[str, ...]]) -> Non
         console.print(f"subset: {subset['achieved']} of {subset['requested']} requested "
                       f"(from {subset['available']}, seed {subset['seed']}): {subset['note']}",
                       highlight=False)
+    dropped = summary["dataset"].get("dropped_classes")
+    if dropped:
+        shown = ", ".join(f"{c} {n}" for c, n in dropped.items())
+        console.print(f"dropped {sum(dropped.values())} records of classes the card does not list: {shown}",
+                      highlight=False)
     skipped = summary["skipped"]
     if skipped["total"]:
         reasons = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped["by_reason"].items())
