@@ -291,3 +291,30 @@ def test_flnas_metrics_sensitive_errors_are_one_sentence(tmp_path, capsys, args,
     code, out, err = _metrics_cli(["-p", str(path), *args], capsys)
     assert code == 2 and not out
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_card_dataset_predictions_audit_equals_the_evaluator(tmp_path, capsys):
+    """`flnas data synth --card`: skin_tone, binned age and sex/skin_tone flow to metrics and back from the CSV."""
+    from flnas.data import prepare_data, write_synthetic
+
+    write_synthetic(tmp_path / "card", n=120, image_size=16, card=True)
+    data = prepare_data(tmp_path / "card", image_size=16, cache_dir=tmp_path / "c", progress=False)
+    assert "skin_tone" in data.attributes and "sex/skin_tone" in data.attributes
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           nn.Linear(4, data.num_classes))
+    evaluator = Evaluator(data, EvaluatorConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False))
+    evaluator.resamples = 50
+    result = evaluator.evaluate(module, out_dir=tmp_path / "out")
+    assert result.ok, result.reason
+    test = result.metrics["test"]
+    assert {"light", "dark", "female/dark"} & set(test["groups"]) and "light|dark" in test["pairs"]
+    code, out, _ = _metrics_cli(["-p", str(tmp_path / "out" / "predictions.csv"), "--json",
+                                 "--sensitive", "gender,age_years,skin_tone",
+                                 "--bins", "age_years=30,65:young,middle,old", "--intersect", "gender,skin_tone"],
+                                capsys)
+    assert code == 0
+    audit = json.loads(out)
+    assert audit["groups"] == test["groups"] and audit["unfairness"] == pytest.approx(test["unfairness"])
+    for key in ("eodd", "eopp1", "eopp2"):
+        assert audit[key] == pytest.approx(test[key])
