@@ -75,7 +75,8 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         help="Training arithmetic: fp32 (default), bf16 (bfloat16 autocast; fast where the CPU has avx512_bf16 or "
-        "AMX, or on a recent GPU) or auto (bf16 where native, else fp32). Stored in a study's setup.",
+        "AMX, or on an Ampere or newer GPU), fp16 (float16 autocast with a gradient scaler; CUDA only) or auto "
+        "(bf16 where native, else fp32). Latency and ONNX export stay fp32. Stored in a study's setup.",
         show_default=False,
     ),
 ]
@@ -182,11 +183,10 @@ def train_overrides(
 
 
 def _precision(precision: str | None, device: str | None) -> str | None:
-    """``auto`` becomes what this machine computes natively (a study stores the resolved value)."""
+    """Checked against the device this run trains on: ``auto`` becomes what it computes natively (a study
+    stores the resolved value) and ``fp16`` off CUDA is refused here, before anything is trained."""
     if precision is None:
         return None
     from flnas.evaluate.device import resolve_device, resolve_precision
 
-    if precision.strip().lower() != "auto":
-        return resolve_precision(precision, resolve_device("cpu"))  # checks the name only
-    return resolve_precision("auto", resolve_device(device or "auto"))
+    return resolve_precision(precision, resolve_device(device or "auto"))

@@ -25,7 +25,7 @@ class EvaluatorConfig:
     max_train_seconds: float | None = None  # time budget per candidate; over it the evaluation fails
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
-    precision: str = "fp32"  # "fp32" | "bf16": bfloat16 autocast of training's forward pass and loss
+    precision: str = "fp32"  # "fp32", "bf16", "fp16" (CUDA only, with a grad scaler): training autocast
     channels_last: bool = False  # train in the NHWC memory format (faster convolutions on some hardware)
     measure_hardware: bool = True  # params always; FLOPs, memory, latency, throughput, ONNX when True
     latency_batch_size: int = 2  # as in the paper

@@ -38,20 +38,34 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: why fp16 is refused off CUDA (one sentence; the CLI prints it and exits 2)
+FP16_NEEDS_CUDA = (
+    "precision fp16 needs a CUDA GPU and this run trains on the CPU; on a CPU use bf16 (fast where the CPU "
+    "has avx512_bf16 or AMX) or fp32"
+)
 
 
 def native_bf16(device: torch.device) -> bool:
     """True when ``device`` computes bfloat16 natively (CUDA: Ampere or newer; CPU: AVX512-BF16 or AMX).
 
-    On a CPU without it, bf16 autocast is emulated and usually slower than fp32.
+    Elsewhere bf16 autocast is emulated and usually slower than fp32, so ``auto`` picks fp32 there.
     """
     if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    flags = cpu_flags()
+        # torch's default also answers True where bf16 is merely emulated (pre-Ampere GPUs)
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    return cpu_has_native_bf16(cpu_flags())
+
+
+def cpu_has_native_bf16(flags: set[str]) -> bool:
+    """Whether a CPU with these ``lscpu`` flags has bf16 instructions (``avx512_bf16`` or AMX's ``amx_bf16``).
+
+    With no flags at all (not Linux, /proc unreadable) torch's own probe decides.
+    """
     if flags:
         return bool(flags & {"avx512_bf16", "amx_bf16"})
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # where /proc/cpuinfo is not readable
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     return bool(probe()) if callable(probe) else False
 
 
@@ -68,13 +82,24 @@ def cpu_flags() -> set[str]:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 where ``device`` has native bfloat16, else fp32; ``fp32``/``bf16`` as given."""
+    """The training precision for ``device``: ``auto`` is bf16 where it is native, else fp32.
+
+    ``fp32`` and ``bf16`` are taken as given; ``fp16`` only on CUDA (a :class:`FlnasError` elsewhere: CPUs
+    emulate float16 arithmetic, and bf16 is their fast choice).
+    """
     name = (name or "fp32").strip().lower()
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if name not in PRECISIONS:
-        raise FlnasError(f"precision {name!r} is not supported; use auto, fp32 or bf16")
+        raise FlnasError(f"precision {name!r} is not supported; use auto, fp32, bf16 or fp16 (CUDA only)")
+    check_precision(name, device)
     return name
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision that ``device`` cannot train in (fp16 off CUDA), before anything is trained."""
+    if precision == "fp16" and device.type != "cuda":
+        raise FlnasError(FP16_NEEDS_CUDA)
 
 
 def describe_device(device: torch.device) -> str:

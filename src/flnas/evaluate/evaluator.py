@@ -25,6 +25,7 @@ from flnas.evaluate.bootstrap import DEFAULT_RESAMPLES
 from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.device import (
     PRECISIONS,
+    check_precision,
     describe_device,
     free_memory,
     is_out_of_memory,
@@ -99,6 +100,7 @@ class Evaluator:
         check_config(self.config)
         check_trainable(data)
         self.device = resolve_device(self.config.device)
+        check_precision(str(self.config.precision), self.device)  # fp16 off CUDA: refused before training
         self._choices = choices
         self.normalize = Normalizer.from_images(data.splits["train"].images)
 

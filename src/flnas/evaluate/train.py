@@ -7,8 +7,11 @@ lesion has no "up"), then converts to float and normalises on the device. Losses
 accumulated on the device and read once per epoch, so the loop adds almost nothing to a hand-written one.
 
 ``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast (master weights, gradients
-and the optimizer stay fp32) and ``channels_last`` trains in the NHWC memory format; validation,
-predictions, latency and export always run in fp32 and the usual layout.
+and the optimizer stay fp32); ``"fp16"`` does the same in float16 (CUDA; the evaluator refuses it on a CPU)
+with a :class:`torch.amp.GradScaler`, which scales the loss so small gradients survive float16's range and
+skips a step whose gradients overflowed (the epoch log records its ``loss_scale``). ``channels_last``
+trains in the NHWC memory format. Validation, predictions, latency and export always run in fp32 and the
+usual layout.
 
 A NaN/inf loss or a time budget overrun ends training with :class:`TrainingFailed`; the evaluator turns
 that into a failed evaluation with the reason recorded.
@@ -214,6 +217,7 @@ def train_model(
     channels_last = bool(config.channels_last)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    scaler = grad_scaler(device, config.precision)
 
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -239,8 +243,13 @@ def train_model(
                 logits = model(x)
                 loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: backward on the scaled loss; the step is skipped when a gradient overflowed
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             losses[b] = loss.detach()
             correct += (logits.detach().argmax(1) == y).sum()
             if deadline is not None and clock() > deadline:
@@ -277,6 +286,8 @@ def train_model(
             "best_epoch": best_epoch,
             "seconds": clock() - epoch_start,
         }
+        if scaler is not None:
+            logs["loss_scale"] = float(scaler.get_scale())
         history.append(logs)
         if on_epoch is not None:
             on_epoch(epoch, dict(logs))
@@ -302,11 +313,29 @@ def train_model(
     )
 
 
+#: autocast dtype of each precision (fp32: no autocast)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: the gradient scaler's first scale (torch's default); it halves on an overflow and doubles after
+#: ``growth_interval`` clean steps
+INIT_LOSS_SCALE = 2.0**16
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast for ``precision`` "bf16" (weights, gradients and the optimizer stay fp32), else nothing."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bfloat16 / float16 autocast for "bf16" / "fp16" (weights, gradients, optimizer stay fp32), else nothing."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """A loss scaler for "fp16" (float16 gradients underflow without one), None otherwise.
+
+    bf16 has fp32's exponent range, so it needs none.
+    """
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type, init_scale=INIT_LOSS_SCALE)
 
 
 def _over_budget(config: EvaluatorConfig, epoch: int, batch: int) -> str:
