@@ -18,6 +18,13 @@ Peak: the best FLOP/s of ``torch.mm`` on large float32 matrices (warmed up, best
 image: ``FlopCounterMode`` over one forward + backward pass of a batch in train mode (conv/linear only; a
 multiply-add = 2 FLOPs), also shown against 3x the forward FLOPs of ``count_flops``.
 
+Precision and memory format (``--settings``, default all four; ``--settings fp32`` for fp32 only):
+``train_model`` in fp32, fp32 + channels_last, bf16 autocast and bf16 + channels_last on the same initial
+weights, an untimed warm-up epoch per setting, the settings' order alternating over the repeats, best repeat
+kept; each setting's images/s, speed-up over fp32, and fraction of the peak of its own arithmetic (the
+fp32 ``torch.mm`` peak for fp32, the bfloat16 one for bf16; the same training FLOPs per image).
+``bench/precision.py`` prints the same comparison (it calls :func:`setting_speeds`) plus bf16's accuracy cost.
+
     .venv/bin/python bench/evaluator_throughput.py                # 32x32, 512 images, 2 epochs, 3 repeats
     .venv/bin/python bench/evaluator_throughput.py --image-size 64 --augment
 """
@@ -34,64 +41,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit_json, fmt, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
+from _training import (  # noqa: E402
+    SETTINGS,
+    SPECS,
+    matmul_peak,
+    parse_settings,
+    precision_table,
+    train_flops_per_image,
+)
 
 RATIO_TARGET = 0.95
-
-
-def _conv(ch: int, stride: int = 1, residual: bool = False) -> dict[str, Any]:
-    return {
-        "type": "conv",
-        "channels": ch,
-        "kernel": 3,
-        "stride": stride,
-        "norm": "batch",
-        "activation": "relu",
-        "residual": residual,
-    }
-
-
-def _sep(ch: int, stride: int = 1) -> dict[str, Any]:
-    return {
-        "type": "sepconv",
-        "channels": ch,
-        "kernel": 3,
-        "stride": stride,
-        "norm": "batch",
-        "activation": "relu",
-    }
-
-
-POOL = {"type": "pool", "mode": "max", "kernel": 2}
-SPECS: dict[str, dict[str, Any]] = {
-    # about 52K params
-    "small": {
-        "layers": [_conv(16), _conv(32, 2), _sep(64), POOL, _sep(128, 2), _sep(128)],
-        "head": {"pool": "avg", "hidden": [128], "dropout": 0.1},
-    },
-    # about 333K params
-    "medium": {
-        "layers": [_conv(32), _conv(48, 2), _conv(64), POOL, _conv(96), _conv(128, 2), _conv(96)],
-        "head": {"pool": "avg", "hidden": [128], "dropout": 0.2},
-    },
-    # about 308K params, six residual conv layers (two with a 1x1 projection)
-    "resnet_like": {
-        "layers": [
-            _conv(32),
-            _conv(32, 1, True),
-            _conv(32, 1, True),
-            _conv(64, 2, True),
-            _conv(64, 1, True),
-            _conv(128, 2, True),
-            _conv(128, 1, True),
-        ],
-        "head": {"pool": "avg", "hidden": [], "dropout": 0.0},
-    },
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--specs", default=",".join(SPECS), help=f"comma list of {', '.join(SPECS)}")
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--n", type=int, default=512, help="training images (rounded down to a batch multiple)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -108,35 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.matmul_size, args.matmul_repeats = 256, 3
         args.threads = args.threads or 1  # steady on a busy machine
     args.n = max(args.batch_size, args.n // args.batch_size * args.batch_size)
+    args.settings = parse_settings(args.settings)
     return args
-
-
-def matmul_peak(size: int, repeats: int) -> float:
-    """Best float32 FLOP/s of ``torch.mm`` (2 n^3 FLOPs per product) after a warm-up."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
-
-
-def train_flops_per_image(model, image_size: int, batch: int = 8) -> float:
-    """Forward + backward FLOPs per image in train mode, counted by FlopCounterMode."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = copy.deepcopy(model).train()
-    x = torch.randn(batch, 3, image_size, image_size)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        model(x).sum().backward()
-    return counter.get_total_flops() / batch
 
 
 def minimal_loop(model, images, labels, *, mean, std, config, augment_fn) -> None:
@@ -312,6 +250,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     met = all(r["ratio"] >= RATIO_TARGET for r in results.values())
     print(f"\npeak {peak / 1e9:.1f} GFLOP/s; target ratio >= {RATIO_TARGET}: {'met' if met else 'NOT met'}")
+    print("\nprecision and memory format (train_model alone, best of the repeats):")
+    speeds = precision_table(args, {name: SPECS[name] for name in results}, images, labels, fp32_peak=peak)
+    settings_figures = {
+        "settings_images_per_s": speeds["images_per_s"],
+        "speedup_vs_fp32": speeds["speedup_vs_fp32"],
+        "settings_fraction_of_peak": speeds["fraction_of_peak"],
+        "peak_flops_by_dtype": speeds["peak_flops"],
+    }
     figures = {
         "ratio_vs_minimal_loop": {k: r["ratio"] for k, r in results.items()},
         "fraction_of_peak": {k: r["fraction_of_peak"] for k, r in results.items()},
@@ -321,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "train_flops_per_image": {k: r["train_flops_per_image"] for k, r in results.items()},
         "peak_flops": peak,
         "target_met": met,
+        **settings_figures,
         "settings": {
             "image_size": args.image_size,
             "n": args.n,
@@ -329,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "repeats": args.repeats,
             "augment": args.augment,
             "threads": threads,
+            "settings": args.settings,
         },
     }
     emit_json("evaluator_throughput", figures, machine=machine)

@@ -1,47 +1,60 @@
 """Training speed of the evaluator in fp32, bf16 autocast, and either with channels_last; bf16's accuracy cost.
 
-For the conv specs of ``bench/evaluator_throughput.py`` (small, medium, resnet_like), this trains the same
-initial weights on the same in-memory uint8 tensors with ``flnas.evaluate.train.train_model`` (patience 0,
-no validation split, so only training is timed) under each setting, after an untimed warm-up epoch per
-setting; the settings alternate their order from repeat to repeat, and the best of the repeats is kept
-(interference from other processes only ever slows a run down). Reported: training images per second of
-each setting and its speed-up over fp32.
+Speed: for the conv specs of ``bench/evaluator_throughput.py`` (small, medium, resnet_like), the settings
+table of ``bench/_training.py`` (the one evaluator_throughput.py prints too): ``train_model`` alone on random
+uint8 images, warm-up epoch per setting, order alternating over the repeats, best repeat kept; images/s,
+speed-up over fp32, fraction of the matmul peak of the setting's arithmetic.
 
-``--accuracy`` also trains each spec on the embedded synthetic dataset (or ``--data``) with the evaluator,
-fp32 and bf16 from the same seed, and reports the validation balanced accuracy of both: what bf16 costs.
+``--accuracy`` also trains each spec with the evaluator (class-weighted loss, early stopping on the
+validation loss, the same seed) in fp32 and in bf16, on the embedded synthetic set or ``--data`` (e.g. the
+ISIC subset, ``--subset`` for a balanced subset), and reports for each: the validation (and test) balanced
+accuracy with its percentile-bootstrap 95% interval, the paired bootstrap interval of bf16 - fp32 on the
+same images (a difference whose interval holds 0 is not a cost), the epochs trained, and the speed of
+those very runs (training images per second of an epoch, fp32 validation included) as a bf16/fp32 ratio.
 
 Prints the CPU's bf16 flags (``avx512_bf16``, ``amx_bf16``): without them bf16 is emulated and slower, and
 ``--precision auto`` picks fp32.
 
     .venv/bin/python bench/precision.py --threads 1 --image-size 64     # BENCHMARKS.md
+    .venv/bin/python bench/precision.py --threads 1 --image-size 32 --settings fp32,bf16 --accuracy \\
+        --data ../shared/data/isic2019_subset --subset 1500 --specs small,medium,resnet_like,example,four_conv
     .venv/bin/python bench/precision.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit_json, load_average, machine_info, print_machine, set_threads, table  # noqa: E402
-from evaluator_throughput import SPECS  # noqa: E402
+from _training import SETTINGS, SPECS, _conv, parse_settings, precision_table  # noqa: E402
 
-SETTINGS = {  # name -> (precision, channels_last)
-    "fp32": ("fp32", False),
-    "fp32+cl": ("fp32", True),
-    "bf16": ("bf16", False),
-    "bf16+cl": ("bf16", True),
-}
+
+def _example() -> dict[str, Any]:
+    from flnas.space import example_spec
+
+    return example_spec().model_dump(mode="json")
+
+
+def _four_conv() -> dict[str, Any]:
+    """The issue's "4-conv CNN": plain conv-BN-ReLU, three stride-2 stages, no head layer."""
+    return {"layers": [_conv(32), _conv(64, 2), _conv(128, 2), _conv(128, 2)], "head": {"pool": "avg", "hidden": []}}
+
+
+#: representative specs beyond the throughput benchmark's: the package's example (group norm, SiLU, a
+#: 5x5 separable conv, a residual) and a plain 4-conv CNN
+EXTRA_SPECS = {"example": _example, "four_conv": _four_conv}
+PRECISIONS = ("fp32", "bf16")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--specs", default=",".join(SPECS), help=f"comma list of {', '.join(SPECS)}")
+    known = [*SPECS, *EXTRA_SPECS]
+    p.add_argument("--specs", default=",".join(SPECS), help=f"comma list of {', '.join(known)}")
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {', '.join(SETTINGS)}")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--n", type=int, default=512, help="training images (rounded down to a batch multiple)")
@@ -49,63 +62,107 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--matmul-size", type=int, default=2048)
+    p.add_argument("--matmul-repeats", type=int, default=10)
     p.add_argument("--accuracy", action="store_true", help="also train on data, fp32 vs bf16 (same seed)")
     p.add_argument("--data", type=Path, default=None, help="ISIC directory for --accuracy (default: synthetic)")
-    p.add_argument("--accuracy-epochs", type=int, default=8)
+    p.add_argument("--subset", type=int, default=None, help="balanced subset of --data (images)")
+    p.add_argument("--accuracy-epochs", type=int, default=8, help="upper bound; patience 3 stops sooner")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     args = p.parse_args(argv)
     if args.quick:
         args.image_size, args.n, args.batch_size, args.epochs, args.repeats = 16, 64, 32, 1, 1
+        args.matmul_size, args.matmul_repeats = 256, 3
         args.threads = args.threads or 1
-        args.accuracy_epochs = 1
+        args.accuracy_epochs, args.resamples = 1, 100
     args.n = max(args.batch_size, args.n // args.batch_size * args.batch_size)
+    args.settings = parse_settings(args.settings)
+    args.names = [s.strip() for s in args.specs.split(",") if s.strip()]
+    if any(name not in known for name in args.names):
+        raise SystemExit(f"error: --specs must be among {', '.join(known)}")
     return args
 
 
-def speed(name: str, args: argparse.Namespace, images, labels, settings: list[str]) -> dict[str, float]:
-    """Training images per second of each setting (best of the repeats)."""
-    import torch
-
-    from flnas.evaluate.config import EvaluatorConfig
-    from flnas.evaluate.train import Normalizer, train_model
-    from flnas.space import ArchSpec, build_model
-
-    torch.manual_seed(0)
-    init = build_model(ArchSpec.model_validate(SPECS[name]), 8)
-    normalize = Normalizer.from_images(images)
-
-    def run(setting: str, epochs: int) -> float:
-        precision, channels_last = SETTINGS[setting]
-        config = EvaluatorConfig(epochs=epochs, patience=0, batch_size=args.batch_size, augment=False,
-                             measure_hardware=False, device="cpu", seed=0, precision=precision,
-                             channels_last=channels_last)
-        model = copy.deepcopy(init)
-        start = time.perf_counter()
-        train_model(model, images, labels, images[:0], labels[:0], config, device=torch.device("cpu"),
-                    normalize=normalize, num_classes=8)
-        return time.perf_counter() - start
-
-    for setting in settings:  # warm-up: allocator, oneDNN primitives of each format and type
-        run(setting, 1)
-    best = {setting: float("inf") for setting in settings}
-    for r in range(args.repeats):
-        for setting in settings if r % 2 == 0 else settings[::-1]:
-            best[setting] = min(best[setting], run(setting, args.epochs))
-    return {setting: args.n * args.epochs / seconds for setting, seconds in best.items()}
+def spec_of(name: str) -> dict[str, Any]:
+    return SPECS[name] if name in SPECS else EXTRA_SPECS[name]()
 
 
-def accuracy(name: str, args: argparse.Namespace, prepared) -> dict[str, float | None]:
-    """Validation balanced accuracy of ``name`` trained fp32 and bf16 from the same seed."""
+def accuracy(name: str, args: argparse.Namespace, prepared, order: tuple[str, ...]) -> dict[str, Any]:
+    """``name`` trained by the evaluator in each precision (same seed): balanced accuracy, intervals, speed."""
     from flnas.evaluate import Evaluator
+    from flnas.evaluate.bootstrap import bootstrap, paired_difference
     from flnas.evaluate.config import EvaluatorConfig
+    from flnas.evaluate.train import predict
 
-    out: dict[str, float | None] = {}
-    for precision in ("fp32", "bf16"):
+    runs: dict[str, dict[str, Any]] = {}
+    boots: dict[str, dict[str, Any]] = {}
+    for precision in order:
         config = EvaluatorConfig(epochs=args.accuracy_epochs, patience=3, batch_size=args.batch_size, device="cpu",
                              seed=0, measure_hardware=False, class_weighted_loss=True, precision=precision)
-        result = Evaluator(prepared, config).evaluate(SPECS[name], name=f"{name}-{precision}")
-        out[precision] = ((result.metrics or {}).get("val") or {}).get("balanced_accuracy")
+        evaluator = Evaluator(prepared, config)
+        result = evaluator.evaluate(spec_of(name), name=f"{name}-{precision}")
+        if not result.ok:
+            raise SystemExit(f"error: {name} in {precision} failed: {result.reason}")
+        history = result.metrics["history"]
+        n_train = len(prepared.splits["train"])
+        run: dict[str, Any] = {
+            "epochs": result.metrics["epochs"],
+            "best_epoch": result.metrics["best_epoch"],
+            "epoch_images_per_s": n_train * len(history) / sum(h["seconds"] for h in history),
+            "load": load_average(),
+        }
+        boots[precision] = {}
+        for split in ("val", "test"):
+            data = prepared.splits[split]
+            _, _, predicted = predict(result.model, data.images, data.labels, evaluator.normalize, evaluator.device)
+            boot = bootstrap(data.labels.cpu().numpy(), predicted.cpu().numpy(), classes=prepared.num_classes,
+                             resamples=args.resamples, seed=0)
+            boots[precision][split] = boot
+            run[split] = {"balanced_accuracy": boot.point["balanced_accuracy"],
+                          "ci": boot.interval("balanced_accuracy")[0]}
+        runs[precision] = run
+    ratio = runs["bf16"]["epoch_images_per_s"] / runs["fp32"]["epoch_images_per_s"]
+    out: dict[str, Any] = {**runs, "speed_ratio": ratio}
+    for split in ("val", "test"):
+        diff = paired_difference(boots["bf16"][split], boots["fp32"][split], "balanced_accuracy")
+        out[f"{split}_difference"] = {"estimate": diff.estimate, "ci": diff.interval}
     return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _with_ci(value: float | None, ci: list[float] | None) -> str:
+    return _pct(value) + ("" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]")
+
+
+def accuracy_table(args: argparse.Namespace, prepared) -> dict[str, Any]:
+    """Run :func:`accuracy` for every spec (the precisions' order alternating per spec) and print the table."""
+    print(f"\naccuracy: {prepared.name}, {prepared.image_size}x{prepared.image_size}, splits "
+          f"{ {k: len(v) for k, v in prepared.splits.items()} }, class-weighted loss, up to {args.accuracy_epochs} "
+          f"epochs, patience 3, seed 0, {args.resamples} bootstrap resamples; load {load_average()}", flush=True)
+    acc: dict[str, Any] = {}
+    for i, name in enumerate(args.names):
+        acc[name] = a = accuracy(name, args, prepared, PRECISIONS if i % 2 == 0 else PRECISIONS[::-1])
+        print(f"  {name}: val bal. acc fp32 {_pct(a['fp32']['val']['balanced_accuracy'])}, bf16 "
+              f"{_pct(a['bf16']['val']['balanced_accuracy'])}; bf16/fp32 speed {a['speed_ratio']:.2f}x; "
+              f"load {load_average()}", flush=True)
+    rows = [[name,
+             f"{a['fp32']['epochs']}/{a['bf16']['epochs']}",
+             _with_ci(a["fp32"]["val"]["balanced_accuracy"], a["fp32"]["val"]["ci"]),
+             _with_ci(a["bf16"]["val"]["balanced_accuracy"], a["bf16"]["val"]["ci"]),
+             _with_ci(a["val_difference"]["estimate"], a["val_difference"]["ci"]),
+             _with_ci(a["test_difference"]["estimate"], a["test_difference"]["ci"]),
+             f"{a['fp32']['epoch_images_per_s']:.0f}/{a['bf16']['epoch_images_per_s']:.0f}",
+             f"{a['speed_ratio']:.2f}x"] for name, a in acc.items()]
+    print()
+    print(table(rows, ["spec", "epochs fp32/bf16", "val bal. acc fp32 [95% CI]", "bf16 [95% CI]",
+                       "val bf16-fp32 [paired CI]", "test bf16-fp32 [paired CI]", "epoch img/s fp32/bf16",
+                       "bf16 vs fp32"]))
+    print("(percentage points; a difference whose paired interval holds 0 is not a measurable cost)")
+    return acc
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -126,24 +183,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.n, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 8, (args.n,), generator=gen)
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    if "fp32" not in settings or any(s not in SETTINGS for s in settings):
-        raise SystemExit(f"error: --settings must include fp32 and be among {', '.join(SETTINGS)}")
-    names = [s.strip() for s in args.specs.split(",") if s.strip()]
-    if any(name not in SPECS for name in names):
-        raise SystemExit(f"error: --specs must be among {', '.join(SPECS)}")
-    ips = {}
-    for name in names:
-        ips[name] = speed(name, args, images, labels, settings)
-        print(f"  {name}: " + ", ".join(f"{s} {v:.1f} img/s" for s, v in ips[name].items())
-              + f", load {load_average()}", flush=True)
-    rows = [[name, *(f"{ips[name][s]:.1f}" for s in settings),
-             *(f"{ips[name][s] / ips[name]['fp32']:.2f}x" for s in settings if s != "fp32")] for name in names]
-    print()
-    print(table(rows, ["spec", *(f"{s} img/s" for s in settings), *(f"{s} vs fp32" for s in settings if s != "fp32")]))
+    speeds = precision_table(args, {name: spec_of(name) for name in args.names}, images, labels)
     figures: dict[str, Any] = {
-        "images_per_s": ips,
-        "speedup_vs_fp32": {n: {s: ips[n][s] / ips[n]["fp32"] for s in settings if s != "fp32"} for n in names},
+        **speeds,
         "native_bf16": native_bf16(cpu),
         "cpu_flags": flags,
         "settings": {"image_size": args.image_size, "n": args.n, "batch_size": args.batch_size,
@@ -153,13 +195,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from flnas.data import prepare_data
         from flnas.data.synthetic import default_synthetic_dir
 
-        prepared = prepare_data(args.data or default_synthetic_dir(), image_size=args.image_size, seed=0,
-                                progress=False)
-        acc = {name: accuracy(name, args, prepared) for name in names}
-        print()
-        print(table([[n, f"{100 * (a['fp32'] or 0):.2f}%", f"{100 * (a['bf16'] or 0):.2f}%"] for n, a in acc.items()],
-                    ["spec", "fp32 val bal. acc", "bf16 val bal. acc"]))
-        figures["val_balanced_accuracy"] = acc
+        prepared = prepare_data(args.data or default_synthetic_dir(), subset=args.subset,
+                                image_size=args.image_size, seed=0, progress=False)
+        acc = accuracy_table(args, prepared)
+        figures["val_balanced_accuracy"] = {n: {p: a[p]["val"]["balanced_accuracy"] for p in PRECISIONS}
+                                            for n, a in acc.items()}
+        figures["accuracy"] = acc
+        figures["accuracy_settings"] = {"data": str(args.data or "synthetic"), "subset": args.subset,
+                                        "image_size": args.image_size, "max_epochs": args.accuracy_epochs,
+                                        "patience": 3, "class_weighted_loss": True, "seed": 0,
+                                        "resamples": args.resamples}
     emit_json("precision", figures, machine=machine)
     return figures
 

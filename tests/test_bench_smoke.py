@@ -49,6 +49,8 @@ def test_evaluator_throughput_quick(capsys):
     assert all(r > 0 for r in out["ratio_vs_minimal_loop"].values())
     assert all(0 < f for f in out["fraction_of_peak"].values())
     assert out["params"]["small"] < out["params"]["resnet_like"]
+    assert set(out["speedup_vs_fp32"]["small"]) == {"fp32+cl", "bf16", "bf16+cl"}  # each setting against fp32
+    assert set(out["settings_fraction_of_peak"]["resnet_like"]) == {"fp32", "fp32+cl", "bf16", "bf16+cl"}
 
 
 def test_data_cache_quick(capsys):
@@ -153,9 +155,16 @@ def test_bootstrap_quick(capsys):
 
 @pytest.mark.slow
 def test_precision_quick(capsys):
-    out = _run("precision", ["--quick", "--specs", "small", "--settings", "fp32,bf16+cl"], capsys)
+    out = _run("precision", ["--quick", "--specs", "small,example", "--settings", "fp32,bf16+cl", "--accuracy"], capsys)
     assert set(out["images_per_s"]["small"]) == {"fp32", "bf16+cl"}
     assert out["speedup_vs_fp32"]["small"]["bf16+cl"] > 0 and isinstance(out["native_bf16"], bool)
+    assert set(out["fraction_of_peak"]["example"]) == {"fp32", "bf16+cl"} and set(out["peak_flops"]) == {"fp32", "bf16"}
+    small = out["accuracy"]["small"]
+    assert set(out["val_balanced_accuracy"]) == {"small", "example"} and small["fp32"]["epochs"] == 1
+    assert small["fp32"]["val"]["ci"][0] <= small["fp32"]["val"]["balanced_accuracy"] <= small["fp32"]["val"]["ci"][1]
+    assert small["val_difference"]["estimate"] == pytest.approx(
+        small["bf16"]["val"]["balanced_accuracy"] - small["fp32"]["val"]["balanced_accuracy"], abs=1e-5
+    )
 
 
 @pytest.mark.slow
