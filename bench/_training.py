@@ -1,5 +1,5 @@
 """What bench/evaluator_throughput.py and bench/precision.py share: the benchmark's specs, the training
-settings (precision x memory format), the matmul peak, training FLOPs per image, and the settings' speed table.
+settings (precision x memory format), the measured peak, training FLOPs per image, and the settings' speed table.
 
 :func:`setting_speeds` trains ``flnas.evaluate.train.train_model`` (patience 0, no validation split,
 augmentation and hardware off, so only training is timed) on the same initial weights and in-memory uint8
@@ -83,20 +83,42 @@ def parse_settings(text: str) -> list[str]:
     return settings
 
 
-def matmul_peak(size: int, repeats: int, dtype: str = "fp32") -> float:
-    """Best FLOP/s of ``torch.mm`` (2 n^3 FLOPs per product) in float32 or bfloat16, after a warm-up."""
+def measured_peak(size: int, repeats: int, dtype: str = "fp32") -> dict[str, float]:
+    """The machine's measured dense-arithmetic peak in float32 or bfloat16 (FLOP/s), after a warm-up.
+
+    ``mm``: the best time of ``torch.mm`` on two ``size`` x ``size`` matrices (2 n^3 FLOPs); ``conv``: of a
+    3x3 convolution, ``size // 8`` channels (32 to 256) in and out, batch 8, 32x32, padding 1 (oneDNN).
+    ``peak`` is the larger: on AMD CPUs MKL's float32 GEMM stays far below what oneDNN's convolutions
+    reach (measured 37 vs 193 GFLOP/s on one core), so a GEMM-only peak would put candidates above 100%.
+    """
     import torch
 
     kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     a, b = torch.randn(size, size).to(kind), torch.randn(size, size).to(kind)
-    for _ in range(3):
-        torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    ch = min(256, max(32, size // 8))
+    x, w = torch.randn(8, ch, 32, 32).to(kind), torch.randn(ch, ch, 3, 3).to(kind)
+    work = {
+        "mm": (lambda: torch.mm(a, b), 2 * size**3),
+        "conv": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 8 * ch * ch * 9 * 32 * 32),
+    }
+    out: dict[str, float] = {}
+    for name, (fn, flops) in work.items():
+        for _ in range(3):
+            fn()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        out[name] = flops / best
+    out["peak"] = max(out.values())
+    return out
+
+
+def describe_peak(dtype: str, peak: dict[str, float], size: int, repeats: int) -> str:
+    ch = min(256, max(32, size // 8))
+    return (f"peak {dtype}: {peak['peak'] / 1e9:.1f} GFLOP/s (best of {repeats}: torch.mm {size}x{size} "
+            f"{peak['mm'] / 1e9:.1f}, 3x3 conv {ch}->{ch} ch 8x32x32 {peak['conv'] / 1e9:.1f})")
 
 
 def train_flops_per_image(model, image_size: int, batch: int = 8) -> float:
@@ -147,21 +169,23 @@ def setting_speeds(spec: dict[str, Any], args: argparse.Namespace, images, label
 
 def precision_table(args: argparse.Namespace, specs: dict[str, dict[str, Any]], images, labels,
                     fp32_peak: float | None = None) -> dict[str, Any]:
-    """Each setting's images/s, speed-up over fp32 and fraction of its own arithmetic's matmul peak.
+    """Each setting's images/s, speed-up over fp32 and fraction of its own arithmetic's measured peak.
 
     ``args`` carries ``settings``, ``batch_size``, ``epochs``, ``repeats``, ``n``, ``image_size``,
-    ``matmul_size`` and ``matmul_repeats``. The fraction of peak uses the fp32 ``torch.mm`` peak for fp32
-    settings and the bfloat16 one for bf16 settings, with the same training FLOPs per image.
+    ``matmul_size`` and ``matmul_repeats``. The fraction of peak uses the fp32 :func:`measured_peak` (or
+    ``fp32_peak`` when given) for fp32 settings and the bfloat16 one for bf16 settings, with the same
+    training FLOPs per image.
     """
     import torch
 
     from flnas.space import ArchSpec, build_model
 
-    peaks = {"fp32": fp32_peak or matmul_peak(args.matmul_size, args.matmul_repeats)}
-    if any(SETTINGS[s][0] == "bf16" for s in args.settings):
-        peaks["bf16"] = matmul_peak(args.matmul_size, args.matmul_repeats, "bf16")
-    print("peak: torch.mm " + ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in peaks.items())
-          + f" ({args.matmul_size}x{args.matmul_size}, best of {args.matmul_repeats})")
+    dtypes = ["fp32"] + (["bf16"] if any(SETTINGS[s][0] == "bf16" for s in args.settings) else [])
+    todo = [d for d in dtypes if d != "fp32" or not fp32_peak]
+    measured = {d: measured_peak(args.matmul_size, args.matmul_repeats, d) for d in todo}
+    for d, m in measured.items():
+        print(describe_peak(d, m, args.matmul_size, args.matmul_repeats))
+    peaks = {d: fp32_peak if d == "fp32" and fp32_peak else measured[d]["peak"] for d in dtypes}
     ips: dict[str, dict[str, float]] = {}
     of_peak: dict[str, dict[str, float]] = {}
     rows = []

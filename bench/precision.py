@@ -3,21 +3,25 @@
 Speed: for the conv specs of ``bench/evaluator_throughput.py`` (small, medium, resnet_like), the settings
 table of ``bench/_training.py`` (the one evaluator_throughput.py prints too): ``train_model`` alone on random
 uint8 images, warm-up epoch per setting, order alternating over the repeats, best repeat kept; images/s,
-speed-up over fp32, fraction of the matmul peak of the setting's arithmetic.
+speed-up over fp32, fraction of the measured peak of the setting's arithmetic (``_training.measured_peak``).
 
 ``--accuracy`` also trains each spec with the evaluator (class-weighted loss, early stopping on the
-validation loss, the same seed) in fp32 and in bf16, on the embedded synthetic set or ``--data`` (e.g. the
-ISIC subset, ``--subset`` for a balanced subset), and reports for each: the validation (and test) balanced
-accuracy with its percentile-bootstrap 95% interval, the paired bootstrap interval of bf16 - fp32 on the
-same images (a difference whose interval holds 0 is not a cost), the epochs trained, and the speed of
-those very runs (training images per second of an epoch, fp32 validation included) as a bf16/fp32 ratio.
+validation loss) in fp32 and in bf16 from each of ``--seeds`` (both precisions from the same seed), on the
+embedded synthetic set or ``--data`` (e.g. the ISIC subset, ``--subset`` for a balanced subset), and
+reports per seed: the validation (and test) balanced accuracy with its percentile-bootstrap 95% interval,
+the paired bootstrap interval of bf16 - fp32 on the same images, the epochs trained, and the speed of
+those very runs (training images per second of an epoch, fp32 validation included) as a bf16/fp32 ratio;
+then, over the seeds, each precision's mean and sd and the mean difference. The bootstrap covers only the
+sampling of validation images: a different arithmetic sends training down another path, so the seed-to-
+seed spread of fp32 itself is the yardstick for a "cost".
 
 Prints the CPU's bf16 flags (``avx512_bf16``, ``amx_bf16``): without them bf16 is emulated and slower, and
 ``--precision auto`` picks fp32.
 
     .venv/bin/python bench/precision.py --threads 1 --image-size 64     # BENCHMARKS.md
     .venv/bin/python bench/precision.py --threads 1 --image-size 32 --settings fp32,bf16 --accuracy \\
-        --data ../shared/data/isic2019_subset --subset 1500 --specs small,medium,resnet_like,example,four_conv
+        --data ../shared/data/isic2019_subset --subset 1500 --specs small,medium,resnet_like,example,four_conv \\
+        --accuracy-epochs 15 --seeds 0,1,2
     .venv/bin/python bench/precision.py --quick
 """
 
@@ -62,13 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--matmul-size", type=int, default=2048)
+    p.add_argument("--matmul-size", type=int, default=2048, help="peak: matrix size (conv channels: size // 8)")
     p.add_argument("--matmul-repeats", type=int, default=10)
     p.add_argument("--accuracy", action="store_true", help="also train on data, fp32 vs bf16 (same seed)")
     p.add_argument("--data", type=Path, default=None, help="ISIC directory for --accuracy (default: synthetic)")
     p.add_argument("--subset", type=int, default=None, help="balanced subset of --data (images)")
     p.add_argument("--accuracy-epochs", type=int, default=8, help="upper bound; patience 3 stops sooner")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
+    p.add_argument("--seeds", default="0", help="comma list of training seeds for --accuracy (each trains both ways)")
     p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     args = p.parse_args(argv)
     if args.quick:
@@ -79,6 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.n = max(args.batch_size, args.n // args.batch_size * args.batch_size)
     args.settings = parse_settings(args.settings)
     args.names = [s.strip() for s in args.specs.split(",") if s.strip()]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if any(name not in known for name in args.names):
         raise SystemExit(f"error: --specs must be among {', '.join(known)}")
     return args
@@ -88,8 +94,8 @@ def spec_of(name: str) -> dict[str, Any]:
     return SPECS[name] if name in SPECS else EXTRA_SPECS[name]()
 
 
-def accuracy(name: str, args: argparse.Namespace, prepared, order: tuple[str, ...]) -> dict[str, Any]:
-    """``name`` trained by the evaluator in each precision (same seed): balanced accuracy, intervals, speed."""
+def accuracy(name: str, args: argparse.Namespace, prepared, seed: int, order: tuple[str, ...]) -> dict[str, Any]:
+    """``name`` trained by the evaluator in each precision from ``seed``: balanced accuracy, intervals, speed."""
     from flnas.evaluate import Evaluator
     from flnas.evaluate.bootstrap import bootstrap, paired_difference
     from flnas.evaluate.config import EvaluatorConfig
@@ -99,7 +105,7 @@ def accuracy(name: str, args: argparse.Namespace, prepared, order: tuple[str, ..
     boots: dict[str, dict[str, Any]] = {}
     for precision in order:
         config = EvaluatorConfig(epochs=args.accuracy_epochs, patience=3, batch_size=args.batch_size, device="cpu",
-                             seed=0, measure_hardware=False, class_weighted_loss=True, precision=precision)
+                             seed=seed, measure_hardware=False, class_weighted_loss=True, precision=precision)
         evaluator = Evaluator(prepared, config)
         result = evaluator.evaluate(spec_of(name), name=f"{name}-{precision}")
         if not result.ok:
@@ -113,7 +119,7 @@ def accuracy(name: str, args: argparse.Namespace, prepared, order: tuple[str, ..
             "load": load_average(),
         }
         boots[precision] = {}
-        for split in ("val", "test"):
+        for split in ("val", "test"):  # the same resampled images for both precisions: a paired comparison
             data = prepared.splits[split]
             _, _, predicted = predict(result.model, data.images, data.labels, evaluator.normalize, evaluator.device)
             boot = bootstrap(data.labels.cpu().numpy(), predicted.cpu().numpy(), classes=prepared.num_classes,
@@ -130,6 +136,29 @@ def accuracy(name: str, args: argparse.Namespace, prepared, order: tuple[str, ..
     return out
 
 
+def summarize(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Over the seeds: mean and sample sd of each precision's val balanced accuracy, the mean difference,
+    how many seeds' paired intervals hold 0, and the geometric mean speed ratio."""
+    import statistics
+
+    def values(precision: str) -> list[float]:
+        return [r[precision]["val"]["balanced_accuracy"] for r in per_seed.values()]
+
+    def sd(xs: list[float]) -> float | None:
+        return statistics.stdev(xs) if len(xs) > 1 else None
+
+    diffs = [r["val_difference"]["estimate"] for r in per_seed.values()]
+    cis = [r["val_difference"]["ci"] for r in per_seed.values()]
+    ratios = [r["speed_ratio"] for r in per_seed.values()]
+    return {
+        "fp32_mean": statistics.fmean(values("fp32")), "fp32_sd": sd(values("fp32")),
+        "bf16_mean": statistics.fmean(values("bf16")), "bf16_sd": sd(values("bf16")),
+        "difference_mean": statistics.fmean(diffs), "difference_sd": sd(diffs),
+        "seeds_ci_holds_0": sum(1 for ci in cis if ci and ci[0] <= 0 <= ci[1]),
+        "speed_ratio": statistics.geometric_mean(ratios),
+    }
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -138,30 +167,48 @@ def _with_ci(value: float | None, ci: list[float] | None) -> str:
     return _pct(value) + ("" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]")
 
 
+def _mean_sd(mean: float, sd: float | None) -> str:
+    return _pct(mean) + ("" if sd is None else f" ± {_pct(sd)}")
+
+
 def accuracy_table(args: argparse.Namespace, prepared) -> dict[str, Any]:
-    """Run :func:`accuracy` for every spec (the precisions' order alternating per spec) and print the table."""
+    """Run :func:`accuracy` for every spec and seed (the precisions' order alternating) and print the tables."""
     print(f"\naccuracy: {prepared.name}, {prepared.image_size}x{prepared.image_size}, splits "
           f"{ {k: len(v) for k, v in prepared.splits.items()} }, class-weighted loss, up to {args.accuracy_epochs} "
-          f"epochs, patience 3, seed 0, {args.resamples} bootstrap resamples; load {load_average()}", flush=True)
+          f"epochs, patience 3, seeds {args.seeds}, {args.resamples} bootstrap resamples; load {load_average()}",
+          flush=True)
     acc: dict[str, Any] = {}
-    for i, name in enumerate(args.names):
-        acc[name] = a = accuracy(name, args, prepared, PRECISIONS if i % 2 == 0 else PRECISIONS[::-1])
-        print(f"  {name}: val bal. acc fp32 {_pct(a['fp32']['val']['balanced_accuracy'])}, bf16 "
-              f"{_pct(a['bf16']['val']['balanced_accuracy'])}; bf16/fp32 speed {a['speed_ratio']:.2f}x; "
-              f"load {load_average()}", flush=True)
-    rows = [[name,
-             f"{a['fp32']['epochs']}/{a['bf16']['epochs']}",
-             _with_ci(a["fp32"]["val"]["balanced_accuracy"], a["fp32"]["val"]["ci"]),
-             _with_ci(a["bf16"]["val"]["balanced_accuracy"], a["bf16"]["val"]["ci"]),
-             _with_ci(a["val_difference"]["estimate"], a["val_difference"]["ci"]),
-             _with_ci(a["test_difference"]["estimate"], a["test_difference"]["ci"]),
-             f"{a['fp32']['epoch_images_per_s']:.0f}/{a['bf16']['epoch_images_per_s']:.0f}",
-             f"{a['speed_ratio']:.2f}x"] for name, a in acc.items()]
+    rows, summary_rows = [], []
+    turn = 0
+    for name in args.names:
+        per_seed: dict[int, dict[str, Any]] = {}
+        for seed in args.seeds:
+            order = PRECISIONS if turn % 2 == 0 else PRECISIONS[::-1]
+            turn += 1
+            per_seed[seed] = a = accuracy(name, args, prepared, seed, order)
+            print(f"  {name} seed {seed}: val bal. acc fp32 {_pct(a['fp32']['val']['balanced_accuracy'])}, bf16 "
+                  f"{_pct(a['bf16']['val']['balanced_accuracy'])}; bf16/fp32 speed {a['speed_ratio']:.2f}x; "
+                  f"load {load_average()}", flush=True)
+            rows.append([name, str(seed), f"{a['fp32']['epochs']}/{a['bf16']['epochs']}",
+                         _with_ci(a["fp32"]["val"]["balanced_accuracy"], a["fp32"]["val"]["ci"]),
+                         _with_ci(a["bf16"]["val"]["balanced_accuracy"], a["bf16"]["val"]["ci"]),
+                         _with_ci(a["val_difference"]["estimate"], a["val_difference"]["ci"]),
+                         _with_ci(a["test_difference"]["estimate"], a["test_difference"]["ci"]),
+                         f"{a['speed_ratio']:.2f}x"])
+        summary = summarize(per_seed)
+        acc[name] = {"seeds": per_seed, "summary": summary}
+        summary_rows.append([name, _mean_sd(summary["fp32_mean"], summary["fp32_sd"]),
+                             _mean_sd(summary["bf16_mean"], summary["bf16_sd"]),
+                             _mean_sd(summary["difference_mean"], summary["difference_sd"]),
+                             f"{summary['seeds_ci_holds_0']}/{len(per_seed)}", f"{summary['speed_ratio']:.2f}x"])
     print()
-    print(table(rows, ["spec", "epochs fp32/bf16", "val bal. acc fp32 [95% CI]", "bf16 [95% CI]",
-                       "val bf16-fp32 [paired CI]", "test bf16-fp32 [paired CI]", "epoch img/s fp32/bf16",
-                       "bf16 vs fp32"]))
-    print("(percentage points; a difference whose paired interval holds 0 is not a measurable cost)")
+    print(table(rows, ["spec", "seed", "epochs fp32/bf16", "val bal. acc fp32 [95% CI]", "bf16 [95% CI]",
+                       "val bf16-fp32 [paired CI]", "test bf16-fp32 [paired CI]", "bf16 vs fp32 speed"]))
+    print()
+    print(table(summary_rows, ["spec", "val fp32 mean ± sd", "val bf16 mean ± sd", "bf16-fp32 mean ± sd",
+                               "paired CIs holding 0", "speed (geo. mean)"]))
+    print("(percentage points over the seeds; a difference within the seed-to-seed spread, or whose paired "
+          "interval holds 0, is not a measurable cost)")
     return acc
 
 
@@ -198,12 +245,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prepared = prepare_data(args.data or default_synthetic_dir(), subset=args.subset,
                                 image_size=args.image_size, seed=0, progress=False)
         acc = accuracy_table(args, prepared)
-        figures["val_balanced_accuracy"] = {n: {p: a[p]["val"]["balanced_accuracy"] for p in PRECISIONS}
+        figures["val_balanced_accuracy"] = {n: {p: a["summary"][f"{p}_mean"] for p in PRECISIONS}
                                             for n, a in acc.items()}
         figures["accuracy"] = acc
         figures["accuracy_settings"] = {"data": str(args.data or "synthetic"), "subset": args.subset,
                                         "image_size": args.image_size, "max_epochs": args.accuracy_epochs,
-                                        "patience": 3, "class_weighted_loss": True, "seed": 0,
+                                        "patience": 3, "class_weighted_loss": True, "seeds": args.seeds,
                                         "resamples": args.resamples}
     emit_json("precision", figures, machine=machine)
     return figures

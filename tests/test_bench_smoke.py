@@ -159,12 +159,13 @@ def test_precision_quick(capsys):
     assert set(out["images_per_s"]["small"]) == {"fp32", "bf16+cl"}
     assert out["speedup_vs_fp32"]["small"]["bf16+cl"] > 0 and isinstance(out["native_bf16"], bool)
     assert set(out["fraction_of_peak"]["example"]) == {"fp32", "bf16+cl"} and set(out["peak_flops"]) == {"fp32", "bf16"}
-    small = out["accuracy"]["small"]
+    small = out["accuracy"]["small"]["seeds"]["0"]
     assert set(out["val_balanced_accuracy"]) == {"small", "example"} and small["fp32"]["epochs"] == 1
     assert small["fp32"]["val"]["ci"][0] <= small["fp32"]["val"]["balanced_accuracy"] <= small["fp32"]["val"]["ci"][1]
     assert small["val_difference"]["estimate"] == pytest.approx(
         small["bf16"]["val"]["balanced_accuracy"] - small["fp32"]["val"]["balanced_accuracy"], abs=1e-5
     )
+    assert out["accuracy"]["small"]["summary"]["fp32_mean"] == small["fp32"]["val"]["balanced_accuracy"]
 
 
 @pytest.mark.slow
