@@ -53,6 +53,11 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert resolve_precision("auto", CPU) == "bf16"
     monkeypatch.setattr(device_mod, "cpu_flags", lambda: {"amx_bf16", "amx_tile"})
     assert resolve_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(device_mod, "cpu_flags", set)  # no /proc/cpuinfo: torch's own probe decides
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert resolve_precision("auto", CPU) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", CPU) == "bf16"
     assert resolve_precision("FP32", CPU) == "fp32"
     with pytest.raises(FlnasError, match=r"precision 'fp8' is not supported; use auto, fp32, bf16 or fp16 \(CUDA"):
         resolve_precision("fp8", CPU)
