@@ -37,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _common import REPO_ROOT, emit_json, fmt, load_average, machine_info, print_machine, table  # noqa: E402
 
-DEFAULT_RUNS = "sqlite:1,postgresql:1,postgresql:2,postgresql:4"
+DEFAULT_RUNS = "sqlite:1,postgresql:1,postgresql:1:1,postgresql:2,postgresql:4"
 QUICK_RUNS = "sqlite:2"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=None, help=f"storage:workers,... (default {DEFAULT_RUNS})")
+    ap.add_argument("--runs", default=None,
+                    help=f"storage:workers[:threads each],... (default {DEFAULT_RUNS}; threads: the cores split)")
     ap.add_argument("--iters", type=int, default=None, help="IterMax of each search (default 8; --quick 2)")
     ap.add_argument("--image-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=1)
@@ -84,7 +85,8 @@ class LoadSampler:
         return {"mean": statistics.fmean(self.samples), "max": max(self.samples)}
 
 
-def one_run(url: str, workers: int, args: argparse.Namespace, folder: Path, name: str) -> dict[str, Any]:
+def one_run(url: str, workers: int, args: argparse.Namespace, folder: Path, name: str, threads: int | None = None
+            ) -> dict[str, Any]:
     """Run ``workers`` workers on a fresh study at ``url``; return the figures read back from the study."""
     from flnas.study.launch import run_workers, worker_slots
 
@@ -92,7 +94,7 @@ def one_run(url: str, workers: int, args: argparse.Namespace, folder: Path, name
                "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--no-hardware",
                "--study", name, "--storage", url, "--out", str(folder / "out"), "--seed", "0"]
     env = {"PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    slots = worker_slots(workers, "cpu", cores=args.cores)
+    slots = worker_slots(workers, "cpu", cores=threads * workers if threads else args.cores)
     shown: list[str] = []
     launched = datetime.now()
     start = time.perf_counter()
@@ -145,13 +147,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     machine = machine_info()
     print_machine(machine)
-    runs = [(part.split(":")[0], int(part.split(":")[1])) for part in args.runs.split(",")]
+    runs = [(fields[0], int(fields[1]), int(fields[2]) if len(fields) > 2 else None)
+            for fields in (part.split(":") for part in args.runs.split(","))]
     rows: list[dict[str, Any]] = []
     skipped: str | None = None
     with contextlib.ExitStack() as stack:
         base = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flnas-scale-")))
         server: str | None = None
-        if any(kind == "postgresql" for kind, _ in runs):
+        if any(kind == "postgresql" for kind, *_ in runs):
             from postgres_server import Unavailable, running_server
 
             try:
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print("warm-up (1 worker, 1 iteration, not reported) ...", flush=True)
             one_run(f"sqlite:///{base / 'warmup.db'}", 1, argparse.Namespace(**{**vars(args), "iters": 1}),
                     base / "warmup", "warmup")
-        for index, (kind, workers) in enumerate(runs):
+        for index, (kind, workers, threads) in enumerate(runs):
             if kind == "postgresql" and server is None:
                 continue
             folder = base / f"run{index}-{kind}-{workers}"
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 url = f"sqlite:///{folder / 'study.db'}"
             print(f"{kind}, {workers} worker(s), {args.iters} iterations ...", flush=True)
-            rows.append(one_run(url, workers, args, folder, f"scale{index}"))
+            rows.append(one_run(url, workers, args, folder, f"scale{index}", threads))
     header = ["storage", "workers", "threads each", "to IterMax s", "wall s", "first claim s", "train s/cand",
               "evaluated", "duplicates", "lost", "invalid", "redesigns", "per worker", "load mean/max"]
     body = []
