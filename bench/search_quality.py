@@ -1,10 +1,10 @@
 """Search quality of each designer at an equal budget: hypervolume, speed to random's level, selected model.
 
 For every designer (random, evolution, heuristic, fahana-rl, tpe, nsga2, gp, and llm only when an endpoint
-is configured)
-and every repeat r = 0..R-1, ``flnas.study.loop.run_search`` runs N iterations (N evaluated candidates;
-invalid proposals are re-designed and do not count) in a fresh SQLite study, on the same prepared data,
-with search seed r and training seed r, the same EvaluatorConfig and the same Choices. Then:
+is configured) and every repeat r = 0..R-1, the search as `flnas search` assembles it
+(``flnas.api.assembly.run``) runs N iterations (N evaluated candidates; invalid proposals are re-designed
+and do not count) in a fresh SQLite study, on the same prepared data, with search seed r and training seed
+r, the same EvaluatorConfig and the same Choices. Then:
 
 - hypervolume after each evaluation of the front of (val accuracy up, val unfairness down, params down),
   computed on the minimised point (1 - val accuracy, val unfairness, params / max_params) against the
@@ -68,6 +68,8 @@ DESIGNERS = ["random", "evolution", "heuristic", "fahana-rl", "tpe", "nsga2", "g
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from flnas.api import defaults
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--designers", default=None, help=f"comma list (default {','.join(DESIGNERS)}; llm only when configured)"
@@ -104,8 +106,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--accuracy", default="balanced", choices=["balanced", "plain"], help="the accuracy of record (balanced)"
     )
-    p.add_argument("--selection", default="fair", help="GetBestMetrics rule (flnas search --help lists them)")
-    p.add_argument("--tolerance", type=float, default=0.02, help="accuracy tolerance of the rule")
+    p.add_argument(
+        "--selection", default=defaults.SELECTION, help="GetBestMetrics rule (flnas search --help lists them)"
+    )
+    p.add_argument("--tolerance", type=float, default=defaults.TOLERANCE, help="accuracy tolerance of the rule")
     p.add_argument("--llm-model", default=None, help="chat model of the llm designer (default: its own)")
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL)")
     p.add_argument("--llm-structured", default=None, help="auto | json_schema | json_object | off")
@@ -152,11 +156,8 @@ def load_data(args: argparse.Namespace, tmp: Path):
 
 
 def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> dict[str, Any]:
-    from flnas.designers.registry import create_designer
-    from flnas.evaluate import Evaluator
+    from flnas.api.assembly import attach, make_designer, run
     from flnas.evaluate.config import EvaluatorConfig
-    from flnas.records import TaskInfo
-    from flnas.study.loop import run_search
     from flnas.study.storage import open_study
 
     config = EvaluatorConfig(
@@ -169,27 +170,17 @@ def run_one(designer_name: str, seed: int, data, choices, args, tmp: Path) -> di
         num_threads=args.threads,
         class_weighted_loss=args.class_weighted,
     )
-    evaluator = Evaluator(data, config, choices=choices)
-    task = TaskInfo(
-        dataset=data.name,
-        classes=list(data.classes),
-        groups={attribute: list(groups) for attribute, groups in data.attributes.items()},
-        image_size=args.image_size,
-        env="Raspberry Pi 4",
-    )
     study = open_study(f"{designer_name}-{seed}", f"sqlite:///{tmp / f'{designer_name}-{seed}.db'}")
+    # the search as `flnas search` assembles it, on the data prepared once for every search
+    assembly = attach(study, data=data, config=config, choices=choices, accuracy=args.accuracy)
     log = print if args.verbose else (lambda _msg: None)
     start = time.perf_counter()
-    result = run_search(
-        study,
-        designer=create_designer(designer_name, **designer_options(designer_name, args)),
-        evaluator=evaluator,
-        task=task,
-        choices=choices,
+    result = run(
+        assembly,
+        make_designer(designer_name, **designer_options(designer_name, args)),
         iters=args.iters,
-        rule=args.selection,
+        selection=args.selection,
         tolerance=args.tolerance,
-        accuracy=args.accuracy,
         seed=seed,
         log=log,
     )

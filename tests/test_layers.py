@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "flnas"
 
 # lowest first; a module may import its own layer and any layer below it, never one above
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "jsonsafe", "paths", "records"}),
+    frozenset({"errors", "jsonsafe", "paths", "records", "_facade"}),
     frozenset({"data"}),
     frozenset({"space"}),
     frozenset({"designers"}),

@@ -27,3 +27,16 @@ class StudyError(FlnasError):
 
 class LLMError(FlnasError):
     """An LLM endpoint that is not configured, unreachable, or keeps failing."""
+
+
+class EvaluationError(FlnasError):
+    """An architecture that could not be trained or measured (NaN loss, out of memory, time budget, invalid).
+
+    Raised by :func:`flnas.evaluate`; ``metrics`` holds what was measured before it failed.
+    """
+
+    exit_code = 1
+
+    def __init__(self, reason: str, *, metrics: dict | None = None) -> None:
+        super().__init__(reason)
+        self.metrics = metrics or {}

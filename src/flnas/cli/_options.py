@@ -8,9 +8,12 @@ defaults that are stated in the help text are not repeated by typer (``show_defa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from flnas.api import defaults
+from flnas.api.options import train_overrides  # noqa: F401  (the commands' evaluator settings)
 
 # Numbers out of range are usage errors (exit 2) named by the option parser: `--patience -1` never reaches a
 # run. A zero learning rate or time budget passes the bound and is refused by the evaluator's config check.
@@ -127,6 +130,13 @@ GracePeriod = Annotated[
     ),
 ]
 
+# the search (defaults: flnas.api.defaults)
+Selection = Annotated[
+    str, typer.Option("--selection", help=f"GetBestMetrics rule: {defaults.SELECTION_RULES}.")
+]
+Tolerance = Annotated[float, typer.Option("--tolerance", help="Accuracy tolerance (fair/params/balanced rules).")]
+Candidates = Annotated[int, typer.Option("--candidates", min=1, help="Candidates per iteration (k).")]
+
 # the LLM designer
 LlmModel = Annotated[str | None, typer.Option("--llm-model", help="Chat model name at the endpoint.")]
 LlmBaseUrl = Annotated[str | None, typer.Option("--llm-base-url", help="OpenAI-compatible endpoint URL.")]
@@ -147,46 +157,3 @@ LlmMaxRetries = Annotated[
     int | None, typer.Option("--llm-max-retries", min=0, help="Re-asks after an invalid reply (3).")
 ]
 PromptTemplate = Annotated[Path | None, typer.Option("--prompt-template", help="Prompt template file.")]
-
-
-def train_overrides(
-    *,
-    epochs: int | None = None,
-    patience: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    device: str | None = None,
-    max_train_seconds: float | None = None,
-    no_hardware: bool = False,
-    class_weighted: bool | None = None,
-    precision: str | None = None,
-    channels_last: bool | None = None,
-) -> dict[str, Any]:
-    """The EvaluatorConfig fields the user gave (None means not given).
-
-    ``--no-hardware`` sets measure_hardware to False and ``--class-weighted``/``--no-class-weighted`` set
-    class_weighted_loss; a flag left out means "not given", so a resumed study keeps what it was created with.
-    """
-    given = {
-        "epochs": epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "lr": lr,
-        "device": device,
-        "max_train_seconds": max_train_seconds,
-        "measure_hardware": False if no_hardware else None,
-        "class_weighted_loss": class_weighted,
-        "precision": _precision(precision, device),
-        "channels_last": channels_last,
-    }
-    return {key: value for key, value in given.items() if value is not None}
-
-
-def _precision(precision: str | None, device: str | None) -> str | None:
-    """Checked against the device this run trains on: ``auto`` becomes what it computes natively (a study
-    stores the resolved value) and ``fp16`` off CUDA is refused here, before anything is trained."""
-    if precision is None:
-        return None
-    from flnas.evaluate.device import resolve_device, resolve_precision
-
-    return resolve_precision(precision, resolve_device(device or "auto"))

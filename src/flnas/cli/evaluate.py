@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from flnas.api import defaults
 from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, print_data_warnings, print_json, wide_console
 from flnas.cli.metrics import fmt_interval
@@ -107,9 +108,9 @@ def register(app: typer.Typer) -> None:
         patience: opt.Patience = None,
         batch_size: opt.BatchSize = None,
         lr: opt.Lr = None,
-        image_size: opt.ImageSize = 64,
-        seed: opt.Seed = 0,
-        device: opt.Device = "auto",
+        image_size: opt.ImageSize = defaults.EVALUATE["image_size"],
+        seed: opt.Seed = defaults.EVALUATE["seed"],
+        device: opt.Device = defaults.EVALUATE["device"],
         cache_dir: opt.CacheDir = None,
         choices_path: opt.ChoicesPath = None,
         out: Path | None = typer.Option(
@@ -122,30 +123,18 @@ def register(app: typer.Typer) -> None:
         channels_last: opt.ChannelsLast = None,
     ) -> None:
         """Train one architecture and print accuracy, fairness and hardware metrics (exit 1 if it fails)."""
-        from flnas.data import default_synthetic_dir, prepare_data
+        options = dict(locals())  # flnas.evaluate's keyword arguments, which are these options' names
+        spec_path, json_out, out = options.pop("spec_path"), options.pop("json_out"), options.pop("out")
+        options["choices"] = options.pop("choices_path")
+        from flnas.api.evaluation import prepare_evaluation
         from flnas.designers.optmetrics import format_opt_metrics
-        from flnas.errors import SpecError
-        from flnas.evaluate import Evaluator, EvaluatorConfig
-        from flnas.space import load_choices, read_spec_file
-        from flnas.space.validate import size_issues
 
-        spec = read_spec_file(spec_path)  # validated by the evaluator, which reports every problem
-        choices = load_choices(choices_path)
-        too_big = size_issues(spec, choices)  # an absurd spec is refused before the data is prepared
-        if too_big:
-            raise SpecError(f"{spec_path}: invalid spec: {too_big[0]}")
-        given = opt.train_overrides(
-            epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
-            class_weighted=class_weighted, precision=precision, channels_last=channels_last,
-        )
-        config = EvaluatorConfig(seed=seed, **given)
-        root = data if data is not None else default_synthetic_dir()
-        prepared = prepare_data(
-            root, subset=subset, seed=seed, image_size=image_size, cache_dir=cache_dir, progress=not json_out
-        )
+        evaluation = prepare_evaluation(spec_path, progress=not json_out, **options)
+        prepared = evaluation.data
         print_data_warnings(prepared.summary)
-        evaluator = Evaluator(prepared, config, choices=choices)
-        result = evaluator.evaluate(spec, name=spec_path.stem, out_dir=out, on_epoch=_progress(json_out))
+        result = evaluation.evaluator.evaluate(
+            evaluation.spec, name=evaluation.name, out_dir=out, on_epoch=_progress(json_out)
+        )
         metrics = result.metrics
         if json_out:
             print_json(metrics)

@@ -73,89 +73,16 @@ def register(app: typer.Typer) -> None:
         combinations such as sex/age. With --ci, each headline metric and each group's accuracy gets a 95%
         percentile-bootstrap interval over the images (JSON: "ci" and "bootstrap").
         """
-        from flnas.errors import FlnasError
-        from flnas.evaluate.predictions import fairness_from_predictions, read_predictions
+        from flnas.api.evaluation import audit
 
-        columns = _sensitive_option(sensitive, bins)
-        groups_of = [[a.strip() for a in item.split(",")] for item in intersect]
-
-        class_list = None
-        if classes is not None:
-            class_list = [c.strip() for c in classes.split(",") if c.strip()]
-            if not class_list or len(set(class_list)) != len(class_list):
-                raise FlnasError(
-                    f"--classes {classes!r}: give a comma-separated list of distinct class names"
-                )
-        if not ci and (resamples is not None or seed is not None):
-            raise FlnasError("--resamples and --seed set up the bootstrap: add --ci to compute intervals")
-        df = read_predictions(predictions)
-        from_sidecar = class_list is None and (class_list := _sidecar_classes(predictions)) is not None
-        if ci:
-            from flnas.evaluate.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, fairness_with_intervals
-
-            result = fairness_with_intervals(
-                df,
-                classes=class_list,
-                source=str(predictions),
-                resamples=DEFAULT_RESAMPLES if resamples is None else resamples,
-                seed=DEFAULT_SEED if seed is None else seed,
-                sensitive=columns,
-                intersect=groups_of,
-            )
-        else:
-            result = fairness_from_predictions(
-                df, classes=class_list, source=str(predictions), sensitive=columns, intersect=groups_of
-            )
-        if from_sidecar:
-            result["classes_from"] = "metrics.json"
+        result = audit(
+            predictions, classes=classes, ci=ci, resamples=resamples, seed=seed, sensitive=sensitive, bins=bins,
+            intersect=intersect,
+        )
         if as_json:
             print_json(result)
         else:
             print_table(result, title=f"fairness metrics of {predictions}")
-
-
-def _sensitive_option(sensitive: str | None, bins: list[str]) -> list[Any] | None:
-    """``--sensitive`` and ``--bins`` as :class:`~flnas.data.attributes.SensitiveColumn` s (None: ISIC's default)."""
-    from flnas.errors import FlnasError
-    from flnas.evaluate.predictions import sensitive_columns
-
-    if sensitive is None:
-        if bins:
-            raise FlnasError("--bins makes a --sensitive column numeric: name the columns with --sensitive too")
-        return None
-    edges: dict[str, list[float]] = {}
-    labels: dict[str, list[str]] = {}
-    for item in bins:
-        column, _, rest = item.partition("=")
-        cuts, _, names = rest.partition(":")
-        if not column.strip() or not cuts.strip():
-            raise FlnasError(f"--bins {item!r}: expected COLUMN=EDGE,EDGE,..., e.g. age=30,65")
-        try:
-            edges[column.strip()] = [float(x) for x in cuts.split(",")]
-        except ValueError:
-            raise FlnasError(
-                f"--bins {item!r}: expected COLUMN=EDGE,EDGE,... with numbers as edges, e.g. age=30,65"
-            ) from None
-        if names:
-            labels[column.strip()] = [x.strip() for x in names.split(",")]
-    return sensitive_columns(sensitive.split(","), edges, labels)
-
-
-def _sidecar_classes(predictions: Path) -> list[str] | None:
-    """The dataset's class list from the evaluator's metrics.json next to predictions.csv, when there is one.
-
-    A test split may lack a class; the fairness averages must still run over the dataset's full list.
-    """
-    import json
-
-    sidecar = Path(predictions).with_name("metrics.json")
-    try:
-        classes = json.loads(sidecar.read_text())["dataset"]["classes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-        return classes
-    return None
 
 
 def print_table(result: dict[str, Any], *, title: str = "fairness metrics") -> None:

@@ -16,26 +16,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from flnas.api import defaults
 from flnas.cli import _options as opt
 from flnas.cli._common import console, err_console, fmt, print_data_warnings, wide_console
-from flnas.errors import FlnasError
-
-DEFAULT_STUDY_EMBEDDED = "flnas-default"
-# the embedded default (no --data): small enough for ~3 minutes on 2 CPU cores
-EMBEDDED = {"iters": 5, "image_size": 32, "epochs": 4, "patience": 2}
-REAL = {"iters": 10, "image_size": 64}
-
-
-def _designer_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Pass a designer only the options its constructor accepts; say when a given one does not apply."""
-    from flnas.designers.registry import designer_options
-
-    accepted = designer_options(name)
-    for key, value in given.items():
-        if value is not None and key not in accepted and key != "seed":
-            flag = key.replace("_", "-")
-            err_console.print(f"[yellow]note:[/] {flag} does not apply to the {name} designer")
-    return {k: v for k, v in given.items() if k in accepted and v is not None}
 
 
 def _progress():
@@ -119,11 +102,11 @@ def _prompt_sizes(study: Any) -> dict[int, int]:
     return dict(sorted(sizes.items()))
 
 
-def _export_best(study: Any, best: Any, evaluator: Any, out: Path) -> str:
+def _export_best(assembly: Any, best: Any, out: Path) -> str:
     """Copy the chosen candidate's files to out/best (retrain with the study's seed if they are gone)."""
-    from flnas.study.export import export_candidate
+    from flnas.api.assembly import export_best
 
-    exported = export_candidate(study, best, out / "best", retrain=None, evaluator=evaluator)
+    exported = export_best(assembly, best, out / "best")
     how = " retrained with the study's seed and" if exported.source == "retrained" else ""
     return f"OptDNN (trial #{best.number}){how} exported to {exported.target}"
 
@@ -142,100 +125,37 @@ def _storage_guarded(run: Callable[..., None]) -> Callable[..., None]:
 
 
 @_storage_guarded
-def _run(
-    *,
-    data: Path | None,
-    subset: int | None,
-    designer_name: str,
-    iters: int | None,
-    k: int,
-    env: str | None,
-    choices_path: Path | None,
-    study_name: str | None,
-    storage: str | None,
-    out: Path | None,
-    selection: str,
-    tolerance: float,
-    accuracy: str | None,
-    seed: int | None,
-    image_size: int | None,
-    cache_dir: Path | None,
-    train: dict[str, Any],
-    designer_options: dict[str, Any],
-    heartbeat_interval: int = 20,
-    grace_period: int = 120,
-) -> None:
-    """Open or create the study, check the setup, run Algorithm 1, then show and export the result.
+def _run(*, storage: str | None, **options: Any) -> None:
+    """Plan the search (study, setup, designer), show it, run Algorithm 1, show and export the result.
 
     Several of these commands on one study are workers of one search (see :mod:`flnas.study.workers`).
     """
+    from flnas.api.searching import plan_search, run_plan
     from flnas.designers.optmetrics import format_opt_metrics
-    from flnas.designers.registry import create_designer
-    from flnas.evaluate import Evaluator
-    from flnas.evaluate.config import EvaluatorConfig
-    from flnas.records import check_rule, rank
-    from flnas.study.loop import run_search
-    from flnas.study.setup import accuracy_from_setup, choices_from_setup, resolve_setup, task_from_setup
-    from flnas.study.storage import (
-        DEFAULT_STUDY,
-        get_search_settings,
-        get_setup,
-        open_study,
-        set_search_settings,
-        storage_url,
-    )
-    from flnas.study.workers import Liveness, claim_lock
+    from flnas.records import rank
+    from flnas.study.storage import storage_url
 
-    check_rule(selection, tolerance, accuracy or "balanced")
-    if k < 1 or (iters is not None and iters < 1):
-        raise FlnasError("--iters and --candidates must be at least 1")
-    embedded = data is None
-    defaults = EMBEDDED if embedded else REAL
-    designer = create_designer(designer_name, **designer_options)  # fails fast (e.g. no LLM endpoint)
-    study_name = study_name or (DEFAULT_STUDY_EMBEDDED if embedded else DEFAULT_STUDY)
-    try:
-        liveness = Liveness(heartbeat_interval, grace_period)
-    except ValueError as exc:
-        raise FlnasError(f"--heartbeat-interval/--grace-period: {exc}") from exc
-    study = open_study(study_name, storage, liveness=liveness)
-    # workers started together on a new study: the first writes the setup, the others then read it
-    with claim_lock(study) if get_setup(study) is None else contextlib.nullcontext():
-        setup, prepared, resumed = resolve_setup(
-            study,
-            data=data,
-            subset=subset,
-            seed=seed,
-            image_size=image_size,
-            cache_dir=cache_dir,
-            env=env,
-            choices_path=choices_path,
-            train=train,
-            defaults={key: v for key, v in defaults.items() if key != "iters"},
-            accuracy=accuracy,
-        )
-    accuracy = accuracy_from_setup(setup)
-    if hasattr(designer, "resume_study"):  # the LLM designer starts from the structured-output mode that worked
-        designer.resume_study(study, log=lambda m: console.print(m, markup=False, highlight=False))
-    what = "resuming study" if resumed else "new study"
-    used = ": its stored setup is used" if resumed else ""
-    where = f"{study_name!r} in {storage_url(storage)}"
+    plan = plan_search(
+        storage=storage,
+        progress=True,
+        log=lambda m: console.print(m, markup=False, highlight=False),
+        note=lambda m: err_console.print(f"[yellow]note:[/] {m}"),
+        **options,
+    )
+    assembly, study, setup = plan.assembly, plan.assembly.study, plan.assembly.setup
+    accuracy, selection, tolerance = assembly.accuracy, plan.selection, plan.tolerance
+    what = "resuming study" if assembly.resumed else "new study"
+    used = ": its stored setup is used" if assembly.resumed else ""
+    where = f"{assembly.name!r} in {storage_url(storage)}"
     console.print(f"{what} {where}{used} ({_describe(setup)})", highlight=False, markup=False)
-    print_data_warnings(prepared.summary)
-    if prepared.synthetic:
+    print_data_warnings(assembly.data.summary)
+    if assembly.data.synthetic:
         console.print(
             "[bold yellow]synthetic data:[/] the embedded synthetic set, not ISIC images; the "
             "numbers only show that the pipeline works",
             highlight=False,
             soft_wrap=True,
         )
-    iters = iters or int(get_search_settings(study).get("iters") or defaults["iters"])
-    set_search_settings(
-        study, iters=iters, candidates=k, selection=selection, tolerance=tolerance, designer=designer_name
-    )
-    choices = choices_from_setup(setup)
-    run_on = {"device": train["device"]} if "device" in train else {}
-    evaluator = Evaluator(prepared, EvaluatorConfig.from_dict({**setup["train"], **run_on}), choices=choices)
-    out = out or Path("runs") / study_name
     on_epoch, progress = _progress()
 
     def log(message: str) -> None:
@@ -256,23 +176,7 @@ def _run(
     use_status = console.is_terminal
     with console.status("starting") if use_status else contextlib.nullcontext() as status:
         progress["status"] = status
-        result = run_search(
-            study,
-            designer=designer,
-            evaluator=evaluator,
-            task=task_from_setup(setup),
-            choices=choices,
-            iters=iters,
-            k=k,
-            rule=selection,
-            tolerance=tolerance,
-            accuracy=accuracy,
-            seed=int(setup.get("seed", 0)),
-            out_dir=out,
-            log=log,
-            on_epoch=on_epoch,
-            on_candidate=on_candidate,
-        )
+        result = run_plan(plan, log=log, on_epoch=on_epoch, on_candidate=on_candidate)
     ranked = rank(result.candidates, rule=selection, tolerance=tolerance, accuracy=accuracy)
     degenerate = sum(1 for c in result.candidates if c.status == "degenerate")
     console.print(
@@ -297,7 +201,7 @@ def _run(
     if result.files_error:
         err_console.print(f"[bold red]error:[/] {escape(result.files_error)}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    console.print(_export_best(study, best, evaluator, out), markup=False, highlight=False, soft_wrap=True)
+    console.print(_export_best(assembly, best, plan.out), markup=False, highlight=False, soft_wrap=True)
     usage = _usage_totals(study)
     if usage.get("total_tokens") or usage.get("calls"):
         console.print(
@@ -352,7 +256,7 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="IterMax: iterations with an evaluated candidate (default 10; 5 for the embedded default).",
         ),
-        candidates: int = typer.Option(1, "--candidates", min=1, help="Candidates per iteration (k)."),
+        candidates: opt.Candidates = defaults.CANDIDATES,
         env: opt.Env = None,
         choices_path: opt.ChoicesPath = None,
         study_name: str | None = typer.Option(
@@ -362,12 +266,8 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(
             None, "--out", help="Run folder: candidates/<trial>/ and best/ (default ./runs/<study>)."
         ),
-        selection: str = typer.Option(
-            "fair",
-            "--selection",
-            help="GetBestMetrics rule: fair | accuracy | unfairness | params | weighted | balanced.",
-        ),
-        tolerance: float = typer.Option(0.02, "--tolerance", help="Accuracy tolerance (fair/params/balanced rules)."),
+        selection: opt.Selection = defaults.SELECTION,
+        tolerance: opt.Tolerance = defaults.TOLERANCE,
         accuracy: opt.Accuracy = None,
         init_spec: Path | None = typer.Option(None, "--init-spec", help="First architecture (heuristic)."),
         epochs: opt.Epochs = None,
@@ -394,8 +294,8 @@ def register(app: typer.Typer) -> None:
         llm_max_retries: opt.LlmMaxRetries = None,
         llm_structured: opt.LlmStructured = None,
         prompt_template: opt.PromptTemplate = None,
-        heartbeat_interval: opt.HeartbeatInterval = 20,
-        grace_period: opt.GracePeriod = 120,
+        heartbeat_interval: opt.HeartbeatInterval = defaults.HEARTBEAT_INTERVAL,
+        grace_period: opt.GracePeriod = defaults.GRACE_PERIOD,
     ) -> None:
         """Run (or resume) the FL-NAS search and export the chosen OptDNN.
 
@@ -406,99 +306,27 @@ def register(app: typer.Typer) -> None:
         calls ran out, e.g. the LLM endpoint kept failing; run it again to continue) or no candidate could
         be evaluated; 2 for a usage or input error.
         """
-        embedded = data is None
+        options = dict(locals())  # flnas.search's keyword arguments, which are these options' names
+        options["choices"], options["study"] = options.pop("choices_path"), options.pop("study_name")
         if designer is None:
-            from flnas.designers.llm import is_configured
+            from flnas.api.defaults import default_designer
 
-            designer = "llm" if (not embedded and is_configured(llm_base_url)) else "heuristic"
-            reason = (
-                "the embedded default"
-                if embedded
-                else ("an LLM endpoint is set" if designer == "llm" else "no LLM endpoint is set")
-            )
-            console.print(f"designer: {designer} ({reason})", highlight=False, soft_wrap=True)
-        _run(
-            data=data,
-            subset=subset,
-            designer_name=designer,
-            iters=iters,
-            k=candidates,
-            env=env,
-            choices_path=choices_path,
-            study_name=study_name,
-            storage=storage,
-            out=out,
-            selection=selection,
-            tolerance=tolerance,
-            accuracy=accuracy,
-            seed=seed,
-            image_size=image_size,
-            cache_dir=cache_dir,
-            train=opt.train_overrides(
-                epochs=epochs,
-                patience=patience,
-                batch_size=batch_size,
-                lr=lr,
-                device=device,
-                max_train_seconds=max_train_seconds,
-                no_hardware=no_hardware,
-                class_weighted=class_weighted,
-                precision=precision,
-                channels_last=channels_last,
-            ),
-            designer_options=_designer_options(
-                designer,
-                {
-                    "init_spec": init_spec,
-                    "model": llm_model,
-                    "base_url": llm_base_url,
-                    "temperature": llm_temperature,
-                    "timeout": llm_timeout,
-                    "max_retries": llm_max_retries,
-                    "structured_output": llm_structured,
-                    "prompt_template": prompt_template,
-                    "seed": seed,
-                },
-            ),
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-        )
+            options["designer"], reason = default_designer(llm_base_url, embedded=data is None)
+            console.print(f"designer: {options['designer']} ({reason})", highlight=False, soft_wrap=True)
+        _run(**options)
 
     @app.command("prompt")
     def prompt(
         study_name: str = typer.Option(..., "--study", help="Study name."),
         storage: opt.Storage = None,
         prompt_template: opt.PromptTemplate = None,
-        candidates: int = typer.Option(1, "--candidates", min=1, help="Candidates per iteration (k)."),
+        candidates: opt.Candidates = defaults.CANDIDATES,
     ) -> None:
-        """Print the prompt the next search iteration would send to the LLM."""
-        import numpy as np
+        """Print the prompt the next search iteration would send to the LLM.
 
-        from flnas.designers.base import DesignContext
-        from flnas.designers.prompt import PromptGenerator
-        from flnas.records import Selection, get_best
-        from flnas.study.history import load_candidates
-        from flnas.study.loop import next_iteration
-        from flnas.study.setup import accuracy_from_setup, choices_from_setup, task_from_setup
-        from flnas.study.storage import get_search_settings, get_setup, open_study
+        It is built from what the loop would give the study's designer: its own candidates and best so far.
+        """
+        from flnas.api.assembly import load_assembly, next_prompt
 
-        study = open_study(study_name, storage, create=False)
-        setup = get_setup(study)
-        search_attrs = get_search_settings(study)
-        history = [c for c in load_candidates(study) if c.status != "running"]
-        iters = int(search_attrs.get("iters") or 10**6)
-        todo = next_iteration(history, iters=max(iters, 1), k=candidates)
-        iteration = todo[0] if todo else max((c.iteration for c in history), default=0) + 1
-        rule, tol = search_attrs.get("selection", "fair"), float(search_attrs.get("tolerance", 0.02))
-        chosen = Selection(rule=rule, tolerance=tol, accuracy=accuracy_from_setup(setup))
-        context = DesignContext(
-            history=history,
-            best=get_best(history, **chosen.as_kwargs()),
-            choices=choices_from_setup(setup),
-            task=task_from_setup(setup),
-            iteration=iteration,
-            rng=np.random.default_rng(0),
-            log=lambda _m: None,
-            selection=chosen,
-        )
-        sys.stdout.write(PromptGenerator(prompt_template).build(context) + "\n")
+        text = next_prompt(load_assembly(study_name, storage), template=prompt_template, k=candidates)
+        sys.stdout.write(text + "\n")

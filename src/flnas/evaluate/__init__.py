@@ -7,8 +7,12 @@ the paper's optMetrics line (how an evaluation is shown to the LLM) in :mod:`fln
 
 from __future__ import annotations
 
+from flnas._facade import make_callable
 from flnas.evaluate.artifacts import save_artifacts
 from flnas.evaluate.config import EvaluatorConfig
 from flnas.evaluate.evaluator import EvalResult, Evaluator
 
 __all__ = ["EvalResult", "Evaluator", "EvaluatorConfig", "save_artifacts"]
+
+# `flnas.evaluate(...)` is the API function (flnas._facade explains why the package is callable)
+make_callable(__name__, "flnas.api.evaluation:evaluate")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flnas._facade import make_callable
 from flnas.report.formats import to_csv, to_latex, to_markdown, to_rich
 from flnas.report.repeats import run_repeats
 from flnas.report.table import ReportTable, build_table, run_notes
@@ -78,3 +79,6 @@ def write_report(
         for note in table.notes:
             console.print(f"  {note}", highlight=False, markup=False)
     return written
+
+# `flnas.report(...)` is the API function (flnas._facade explains why the package is callable)
+make_callable(__name__, "flnas.api.experiments:report")

@@ -137,7 +137,10 @@ def _retrain(study: optuna.Study, candidate: Candidate, staged: Path, target: Pa
     from flnas.evaluate.artifacts import ArtifactsError
 
     if evaluator is None:
-        evaluator = _evaluator(study)
+        from flnas.study.setup import evaluator_from_setup
+        from flnas.study.storage import get_setup
+
+        evaluator = evaluator_from_setup(get_setup(study))
     try:
         result = evaluator.evaluate(candidate.spec, name=f"trial-{candidate.number}", out_dir=staged)
     except ArtifactsError as exc:
@@ -169,16 +172,6 @@ def _from_study(study: optuna.Study, candidate: Candidate, staged: Path, target:
         final_dir=target,
     )
     return Exported(target, "study", sorted(written), missing=list(WEIGHT_FILES), metrics=candidate.metrics)
-
-
-def _evaluator(study: optuna.Study) -> Any:
-    """An Evaluator for the study's setup: its data, training settings, seed and Choices."""
-    from flnas.evaluate import Evaluator
-    from flnas.study.setup import choices_from_setup, data_from_setup, evaluator_config_from_setup
-    from flnas.study.storage import get_setup
-
-    setup = get_setup(study)
-    return Evaluator(data_from_setup(setup), evaluator_config_from_setup(setup), choices=choices_from_setup(setup))
 
 
 def _swap(staged: Path, target: Path) -> None:

@@ -212,7 +212,7 @@ def _search(
         designed = {position for position, (_, proposal) in enumerate(claims) if proposal is None}
         design_seconds = 0.0
 
-        context_for = partial(_design_context, seed=seed, iteration=iteration, attempt=attempt, choices=choices,
+        context_for = partial(design_context, seed=seed, iteration=iteration, attempt=attempt, choices=choices,
                               task=task, selection=selection, log=log)
         if designed:
             result.passes += 1
@@ -258,7 +258,7 @@ def _search(
                 return
 
 
-def _design_context(
+def design_context(
     history: list[Candidate],
     redesign: int = 0,
     *,
@@ -270,7 +270,11 @@ def _design_context(
     selection: Selection,
     log: Callable[[str], None],
 ) -> DesignContext:
-    """What the designer sees: the finished candidates, the best so far, and the specs being trained (to avoid)."""
+    """What the designer sees: the finished candidates, the best so far, and the specs being trained (to avoid).
+
+    ``history`` is the designer's own candidates: each designer gets only its own. `flnas prompt` builds its
+    context here too, so it shows exactly what the loop would send.
+    """
     return DesignContext(
         history=[c for c in history if c.status != "running"],
         best=get_best(history, **selection.as_kwargs()),

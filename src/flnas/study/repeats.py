@@ -9,7 +9,6 @@ rows) is the report's choice: :func:`flnas.report.repeats.run_repeats`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,24 +32,16 @@ def done_repeats(study: optuna.Study) -> set[tuple[int, int]]:
     }
 
 
-def seeded_setup(setup: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The study's setup with only the training seed changed (the split seed, so the test set, stays)."""
-    changed = copy.deepcopy(setup)
-    changed.setdefault("train", {})["seed"] = seed
-    return changed
-
-
 def _evaluator_factory(setup: dict[str, Any], data: Any) -> Callable[[int], Any]:
-    """seed -> Evaluator on the study's data with the study's settings and that training seed."""
-    from flnas.evaluate import Evaluator, EvaluatorConfig
+    """seed -> Evaluator on the study's data with the study's settings, Choices and that training seed
+    (the split seed, so the test set, stays)."""
+    from flnas.study.setup import data_from_setup, evaluator_from_setup
 
     if data is None:
-        from flnas.study.setup import data_from_setup
-
         data = data_from_setup(setup)
 
     def make(seed: int) -> Any:
-        return Evaluator(data, EvaluatorConfig.from_dict(seeded_setup(setup, seed)["train"]))
+        return evaluator_from_setup(setup, data, seed=seed)
 
     return make
 

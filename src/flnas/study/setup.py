@@ -88,7 +88,7 @@ def accuracy_from_setup(setup: dict[str, Any] | None) -> str:
     return value
 
 
-def _require(setup: dict[str, Any] | None) -> dict[str, Any]:
+def require_setup(setup: dict[str, Any] | None) -> dict[str, Any]:
     if not setup:
         raise StudyError(
             "the study has no `setup` attribute (it was not created by `flnas search`); "
@@ -101,7 +101,7 @@ def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> Prepare
     """Load the study's dataset again (from the decoded-image cache when it is still there)."""
     from flnas.data import default_synthetic_dir, prepare_data
 
-    setup = _require(setup)
+    setup = require_setup(setup)
     root = Path(setup["data"]) if setup.get("data") else default_synthetic_dir()
     data = prepare_data(
         root,
@@ -127,30 +127,35 @@ def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> Prepare
 
 def evaluator_config_from_setup(setup: dict[str, Any], **overrides: Any) -> EvaluatorConfig:
     """The study's EvaluatorConfig, with optional overrides (e.g. ``seed`` for report repeats)."""
-    return EvaluatorConfig.from_dict({**_require(setup).get("train", {}), **overrides})
+    return EvaluatorConfig.from_dict({**require_setup(setup).get("train", {}), **overrides})
 
 
 def evaluator_from_setup(
     setup: dict[str, Any], data: PreparedData | None = None, **overrides: Any
 ) -> Evaluator:
-    """An Evaluator with the study's data and training settings (``overrides`` go into EvaluatorConfig)."""
+    """An Evaluator with the study's data, training settings and Choices (``overrides`` go into EvaluatorConfig).
+
+    The one way an evaluator for a study is built: the search, the baselines, the experiment and a
+    retraining export all use it, so every model of a study is trained alike (``device`` may differ: it
+    says where this run trains, not what the study is).
+    """
     from flnas.evaluate import Evaluator
 
     data = data if data is not None else data_from_setup(setup)
-    return Evaluator(data, evaluator_config_from_setup(setup, **overrides))
+    return Evaluator(data, evaluator_config_from_setup(setup, **overrides), choices=choices_from_setup(setup))
 
 
 def choices_from_setup(setup: dict[str, Any]) -> Any:
     """The study's Choices (the search space every designer must stay in)."""
     from flnas.space import Choices, load_choices
 
-    stored = _require(setup).get("choices")
+    stored = require_setup(setup).get("choices")
     return Choices.model_validate(stored) if stored else load_choices(None)
 
 
 def task_from_setup(setup: dict[str, Any]) -> TaskInfo:
     """What the network is for (dataset, classes, groups, input size, target device)."""
-    setup = _require(setup)
+    setup = require_setup(setup)
     return TaskInfo(
         dataset=str(setup.get("dataset") or "ISIC 2019"),
         classes=list(setup.get("classes") or []),
@@ -215,6 +220,7 @@ def resolve_setup(
     train: dict[str, Any],
     defaults: dict[str, Any],
     accuracy: str | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], PreparedData, bool]:
     """(setup, data, resumed): the study's stored setup, or a new one written from the flags.
 
@@ -222,7 +228,7 @@ def resolve_setup(
     setup; any difference is a StudyError naming each flag and both values. ``--device`` may differ: it
     says where this run trains, not what the study is. ``defaults`` fill in a new study's image size and
     EvaluatorConfig fields that were not given; ``accuracy`` and ``class_weighted_loss`` not given are
-    :data:`NEW_STUDY`'s for a new study.
+    :data:`NEW_STUDY`'s for a new study. ``progress`` draws a bar while images are decoded (the CLI's).
     """
     from flnas.space import load_choices
     from flnas.study.storage import get_setup, set_setup
@@ -246,7 +252,7 @@ def resolve_setup(
                 f"study {study.study_name!r} was created with other settings ({'; '.join(conflicts)}); "
                 "drop these flags to resume it, or choose a new --study"
             )
-        return stored, data_from_setup(stored, progress=True), True
+        return stored, data_from_setup(stored, progress=progress), True
 
     from flnas.data import check_trainable, default_synthetic_dir, prepare_data
 
@@ -257,7 +263,9 @@ def resolve_setup(
     config = EvaluatorConfig.from_dict({**new_train, **train_defaults, **train, "seed": seed})
     choices = load_choices(choices_path)
     root = data if data is not None else default_synthetic_dir()
-    prepared = prepare_data(root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir)
+    prepared = prepare_data(
+        root, subset=subset, seed=seed, image_size=size, cache_dir=cache_dir, progress=progress
+    )
     check_trainable(prepared)  # before the study stores a setup that no candidate could train on
     setup = make_setup(
         data=prepared,
