@@ -102,3 +102,14 @@ def test_the_api_defaults_agree_with_the_study_layer():
 
     assert defaults.STUDY == storage.DEFAULT_STUDY
     assert (defaults.HEARTBEAT_INTERVAL, defaults.GRACE_PERIOD) == (workers.DEFAULT_HEARTBEAT, workers.DEFAULT_GRACE)
+
+
+def test_resolve_setup_draws_the_progress_bar_only_when_asked(synth_dir, tmp_path, capsys):
+    """The library is quiet; `flnas search` asks for the bar while a new study's images are decoded."""
+    from flnas.api.assembly import open_assembly
+
+    for name, progress in (("quiet", False), ("shown", True)):
+        open_assembly(name, str(tmp_path / "s.db"), data=synth_dir, image_size=16, cache_dir=tmp_path / name,
+                      progress=progress)
+        err = capsys.readouterr().err
+        assert ("decoding images" in err) is progress, name
