@@ -324,3 +324,28 @@ def export_best(assembly: Assembly, best: Candidate | None, target: str | Path) 
     # the run's evaluator when there is one (its device); else export_candidate builds the study's if it retrains
     evaluator = assembly.evaluator if assembly._data is not None else None
     return export_candidate(assembly.study, best, Path(target), retrain=None, evaluator=evaluator)
+
+
+def usage_totals(study: Any) -> dict[str, int]:
+    """Token usage summed over every search trial of the study (all runs, not just this one)."""
+    totals: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("kind") != "search":
+            continue
+        for key, value in ((t.user_attrs.get("record") or {}).get("usage") or {}).items():
+            if isinstance(value, (int, float)):
+                totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def prompt_sizes(study: Any) -> dict[int, int]:
+    """Iteration -> the largest first-prompt size in tokens (from ``usage``) of its LLM proposals."""
+    sizes: dict[int, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("kind") != "search":
+            continue
+        tokens = ((t.user_attrs.get("record") or {}).get("prompt_size") or {}).get("tokens")
+        iteration = t.user_attrs.get("iteration")
+        if isinstance(tokens, int) and isinstance(iteration, int):
+            sizes[iteration] = max(sizes.get(iteration, 0), tokens)
+    return dict(sorted(sizes.items()))

@@ -77,31 +77,6 @@ def _top_table(ranked: list[Any], best: Any, accuracy: str, n: int = 5) -> Any:
     return table
 
 
-def _usage_totals(study: Any) -> dict[str, int]:
-    """Token usage summed over every search trial of the study (all runs, not just this one)."""
-    totals: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("kind") != "search":
-            continue
-        for key, value in ((t.user_attrs.get("record") or {}).get("usage") or {}).items():
-            if isinstance(value, (int, float)):
-                totals[key] = totals.get(key, 0) + int(value)
-    return totals
-
-
-def _prompt_sizes(study: Any) -> dict[int, int]:
-    """Iteration -> the largest first-prompt size in tokens (from ``usage``) of its LLM proposals."""
-    sizes: dict[int, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("kind") != "search":
-            continue
-        tokens = ((t.user_attrs.get("record") or {}).get("prompt_size") or {}).get("tokens")
-        iteration = t.user_attrs.get("iteration")
-        if isinstance(tokens, int) and isinstance(iteration, int):
-            sizes[iteration] = max(sizes.get(iteration, 0), tokens)
-    return dict(sorted(sizes.items()))
-
-
 def _export_best(assembly: Any, best: Any, out: Path) -> str:
     """Copy the chosen candidate's files to out/best (retrain with the study's seed if they are gone)."""
     from flnas.api.assembly import export_best
@@ -130,6 +105,7 @@ def _run(*, storage: str | None, **options: Any) -> None:
 
     Several of these commands on one study are workers of one search (see :mod:`flnas.study.workers`).
     """
+    from flnas.api.assembly import prompt_sizes, usage_totals
     from flnas.api.searching import plan_search, run_plan
     from flnas.designers.optmetrics import format_opt_metrics
     from flnas.records import rank
@@ -202,13 +178,13 @@ def _run(*, storage: str | None, **options: Any) -> None:
         err_console.print(f"[bold red]error:[/] {escape(result.files_error)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     console.print(_export_best(assembly, best, plan.out), markup=False, highlight=False, soft_wrap=True)
-    usage = _usage_totals(study)
+    usage = usage_totals(study)
     if usage.get("total_tokens") or usage.get("calls"):
         console.print(
             "token usage (whole study): " + ", ".join(f"{key} {v:,}" for key, v in usage.items()),
             highlight=False,
         )
-    sizes = _prompt_sizes(study)
+    sizes = prompt_sizes(study)
     if sizes:
         console.print(
             "prompt size in tokens per iteration: " + ", ".join(f"{i}: {n:,}" for i, n in sizes.items()),
