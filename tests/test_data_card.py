@@ -141,6 +141,8 @@ BAD_CARDS = {
     "intersection of nothing": (bad_card(intersections=[["skin", "site"]]),
                                 "intersections[0]: 'site' is not an attribute of sensitive"),
     "balance on unknown": (bad_card(balance_on=["sex"]), "balance_on: 'sex' is not an attribute of sensitive"),
+    "group values not a list": (bad_card(sensitive={"skin": {"column": "f", "groups": {"light": "I", "dark": ["V"]}}}),
+                                "sensitive.skin.groups.light: Input should be a valid list"),
     "bins and groups": (bad_card(sensitive={"age": {**AGE, "groups": ["a", "b"]}}),
                         "sensitive.age: give either bins (numeric) or groups (categorical), not both"),
 }

@@ -251,21 +251,22 @@ def _check_names(names: list[str], what: str) -> None:
 
 
 def _describe(error: dict) -> str:
-    loc = ".".join(str(p) for p in error["loc"])
+    # pydantic names the member of a union it tried ("list[str]"); the user's key path is the rest
+    loc = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and "[" in p))
     kind, msg = error["type"], error["msg"]
     if kind == "missing":
         text = "required key is missing"
     elif kind == "extra_forbidden":
         text = "unknown key (see docs/data.md for the keys a card may have)"
     else:
-        text = msg.removeprefix("Value error, ")
+        text = msg.removeprefix("Value error, ").replace("instance of Attribute", "mapping (column: ...)")
     return f"{loc}: {text}" if loc else text
 
 
 def card_error(source: str, exc: ValidationError) -> DataError:
     """One sentence naming the key of each problem (the first three), e.g. ``card.yaml: sensitive.age.bins: ...``."""
-    errors = exc.errors()
-    text = "; ".join(_describe(e) for e in errors[:3])
+    errors = list({_describe(e): e for e in exc.errors()})  # a union's members can say the same thing
+    text = "; ".join(errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return DataError(f"{source}: {text}{more}")
 
