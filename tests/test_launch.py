@@ -49,7 +49,7 @@ def test_two_workers_share_one_search_and_one_progress_view(tmp_path):
     slots = worker_slots(2, None, gpus=0, cores=2)
     result = run_workers(command, slots, study_name="launched", storage=url, designer="random", iters=3, k=1,
                          log_dir=tmp_path / "workers", show=shown.append, poll=0.2, env=env)
-    assert result.codes == [0, 0] and result.ok and result.evaluated == 3
+    assert result.codes == [0, 0] and result.ok and result.evaluated == 3 and result.complete
     candidates = [c for c in load_candidates(open_study("launched", url, create=False)) if is_evaluated(c)]
     assert len(candidates) == 3
     finished = [line for line in shown if line.startswith("[")]
@@ -78,7 +78,8 @@ def test_several_workers_on_a_sqlite_file_get_one_sentence_naming_postgresql(tmp
     db = tmp_path / "s.db"
     result = launch_search([sys.executable, "-c", "pass"], 2, device="cpu", study_name="s", storage=str(db),
                            designer="random", iters=None, k=1, out=tmp_path / "run", show=shown.append)
-    assert result.ok and [log.parent for log in result.logs] == [tmp_path / "run" / "workers"] * 2
+    assert result.ok and not result.complete  # the workers exited 0, but there is no search
+    assert [log.parent for log in result.logs] == [tmp_path / "run" / "workers"] * 2
     note = [line for line in shown if line.startswith("note:")]
     assert note == [f"note: 2 workers share the SQLite file {db}, which is safe on one machine; for workers on "
                     "several machines, or many of them, use PostgreSQL (docs/search.md, Workers)"]

@@ -44,10 +44,16 @@ class WorkersResult:
     finished: int = 0  # search trials of the designer finished while the workers ran (any status)
     evaluated: int = 0  # evaluated candidates of iterations 1..iters at the end
     failed: list[int] = field(default_factory=list)  # indexes of workers that exited non-zero
+    target: int | None = None  # iters x k (None: the study holds no IterMax yet)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def complete(self) -> bool:
+        """Every worker exited 0 and the study holds IterMax evaluated candidates."""
+        return self.ok and self.target is not None and self.evaluated >= self.target
 
 
 def worker_slots(workers: int, device: str | None = None, *, gpus: int | None = None, cores: int | None = None
@@ -129,6 +135,8 @@ def run_workers(
     progress.update()
     codes = [int(p.returncode) for p in procs]
     result = WorkersResult(codes=codes, logs=logs, finished=progress.finished, evaluated=progress.evaluated())
+    iters = progress._iters()
+    result.target = iters * k if iters else None
     result.failed = [slot.index for slot, code in zip(slots, codes, strict=True) if code != 0]
     for index in result.failed:
         show(f"worker {index} exited with code {codes[index]}: {_last_line(logs[index])} (its log: {logs[index]})")
