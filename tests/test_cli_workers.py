@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from flnas.cli._workers import worker_command
@@ -43,3 +44,26 @@ def test_a_worker_runs_the_options_the_user_gave_without_workers(tmp_path):
 def test_options_left_at_their_defaults_are_left_to_each_worker():
     assert _command_of(["--workers", "2"]) == [sys.executable, "-m", "flnas", "search"]
     assert _command_of(["--lr", "0.01", "--class-weighted"])[4:] == ["--class-weighted", "--lr", "0.01"]
+
+
+@pytest.mark.slow
+def test_flnas_search_workers_runs_two_searches_on_one_study_with_one_progress_view(tmp_path, capsys):
+    from flnas.cli.main import main
+    from flnas.records import is_evaluated
+    from flnas.study.history import load_candidates
+    from flnas.study.storage import open_study
+
+    db, out = tmp_path / "w.db", tmp_path / "run"
+    argv = ["search", "--workers", "2", "--designer", "random", "--iters", "3", "--image-size", "16", "--epochs", "1",
+            "--no-hardware", "--study", "w", "--storage", str(db), "--out", str(out), "--device", "cpu"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    printed = capsys.readouterr().out
+    assert exc.value.code == 0, printed
+    evaluated = [c for c in load_candidates(open_study("w", str(db), create=False)) if is_evaluated(c)]
+    assert sorted(c.iteration for c in evaluated) == [1, 2, 3]
+    finished = [line for line in printed.splitlines() if line.startswith("[") and "] trial #" in line]
+    assert len(finished) == 3, printed  # one line per finished candidate, from the study
+    assert "3/3 evaluated candidates; 2 of 2 worker(s) finished cleanly" in printed
+    logs = sorted(p.name for p in (out / "workers").iterdir())
+    assert logs == ["worker-0.log", "worker-1.log"]

@@ -130,6 +130,16 @@ GracePeriod = Annotated[
     ),
 ]
 
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Start N worker processes on this machine for this study: one per GPU (cuda:0..N-1) when there are "
+        "GPUs, else the CPU cores split between them; one progress view, each worker's log in OUT/workers/.",
+    ),
+]
+
 # the search (defaults: flnas.api.defaults)
 Selection = Annotated[
     str, typer.Option("--selection", help=f"GetBestMetrics rule: {defaults.SELECTION_RULES}.")

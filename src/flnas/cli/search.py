@@ -99,6 +99,28 @@ def _storage_guarded(run: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+def _launch(ctx: typer.Context, workers: int, options: dict[str, Any]) -> None:
+    """``--workers N``: N processes of this command (without ``--workers``) on the study, one progress view."""
+    from flnas.cli._workers import worker_command
+    from flnas.study.launch import launch_search
+
+    study = options["study"] or (defaults.STUDY_EMBEDDED if options["data"] is None else defaults.STUDY)
+    result = launch_search(
+        worker_command(ctx),
+        workers,
+        device=options["device"],
+        study_name=study,
+        storage=options["storage"],
+        designer=options["designer"],
+        iters=options["iters"],
+        k=options["candidates"],
+        out=options["out"] or Path("runs") / study,
+        show=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+    )
+    if not result.complete:
+        raise typer.Exit(1)
+
+
 @_storage_guarded
 def _run(*, storage: str | None, **options: Any) -> None:
     """Plan the search (study, setup, designer), show it, run Algorithm 1, show and export the result.
@@ -213,6 +235,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("search")
     def search(
+        ctx: typer.Context,
         data: Path | None = typer.Option(
             None,
             "--data",
@@ -272,6 +295,7 @@ def register(app: typer.Typer) -> None:
         prompt_template: opt.PromptTemplate = None,
         heartbeat_interval: opt.HeartbeatInterval = defaults.HEARTBEAT_INTERVAL,
         grace_period: opt.GracePeriod = defaults.GRACE_PERIOD,
+        workers: opt.Workers = 1,
     ) -> None:
         """Run (or resume) the FL-NAS search and export the chosen OptDNN.
 
@@ -280,16 +304,20 @@ def register(app: typer.Typer) -> None:
 
         Exit status: 0 when IterMax candidates were evaluated; 1 when the run stopped early (its designer
         calls ran out, e.g. the LLM endpoint kept failing; run it again to continue) or no candidate could
-        be evaluated; 2 for a usage or input error.
+        be evaluated, or (with --workers) a worker failed; 2 for a usage or input error.
         """
         options = dict(locals())  # flnas.search's keyword arguments, which are these options' names
         options["choices"], options["study"] = options.pop("choices_path"), options.pop("study_name")
+        del options["ctx"], options["workers"]
         if designer is None:
             from flnas.api.defaults import default_designer
 
             options["designer"], reason = default_designer(llm_base_url, embedded=data is None)
             console.print(f"designer: {options['designer']} ({reason})", highlight=False, soft_wrap=True)
-        _run(**options)
+        if workers > 1:
+            _launch(ctx, workers, options)
+        else:
+            _run(**options)
 
     @app.command("prompt")
     def prompt(

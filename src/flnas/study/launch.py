@@ -124,7 +124,8 @@ def run_workers(
                 child.update(OMP_NUM_THREADS=str(slot.threads), MKL_NUM_THREADS=str(slot.threads))
             with open(log, "wb") as fh:
                 procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=child))
-            where = slot.device or (f"cpu, {slot.threads} thread(s)" if slot.threads else "its default device")
+            where = slot.device or ("cpu" if slot.threads else "its default device")
+            where += f", {slot.threads} thread(s)" if slot.threads else ""
             show(f"worker {slot.index} started (pid {procs[-1].pid}, {where}); its log: {log}")
         while any(p.poll() is None for p in procs):
             progress.update()
@@ -256,13 +257,13 @@ class _Progress:
 
         candidates = self.candidates()
         iters = self._iters() or 0
-        done = sum(1 for c in candidates if is_evaluated(c) and 1 <= c.iteration <= iters)
-        for c in candidates:
+        counted = {c.number for c in candidates if is_evaluated(c) and 1 <= c.iteration <= iters}
+        for c in candidates:  # oldest first: the count grows line by line
             if c.status == "running" or c.number in self.seen:
                 continue
             self.seen.add(c.number)
             self.finished += 1
-            self.show(f"[{done}/{self.target()}] {describe(c)}")
+            self.show(f"[{len(counted & self.seen)}/{self.target()}] {describe(c)}")
 
 
 def describe(candidate: Any) -> str:
