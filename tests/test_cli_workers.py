@@ -67,3 +67,21 @@ def test_flnas_search_workers_runs_two_searches_on_one_study_with_one_progress_v
     assert "3/3 evaluated candidates; 2 of 2 worker(s) finished cleanly" in printed
     logs = sorted(p.name for p in (out / "workers").iterdir())
     assert logs == ["worker-0.log", "worker-1.log"]
+
+
+@pytest.mark.slow
+def test_an_experiment_with_workers_runs_each_search_as_worker_processes(tmp_path):
+    import flnas
+    from flnas.study.storage import get_search_settings, open_study
+
+    result = flnas.experiment(workers=2, designer="random", iters=2, image_size=16, epochs=1, no_hardware=True,
+                              models="resnet18", out=tmp_path / "exp", formats="md", repeats=0)
+    assert (result.search.evaluated, result.search.stopped) == (2, None)
+    assert result.fahana is not None and result.fahana.evaluated == 2
+    assert {c.designer for c in result.search.candidates} == {"random"}
+    for designer in ("random", "fahana-rl"):
+        logs = sorted(p.name for p in (tmp_path / "exp" / "search" / f"workers-{designer}").iterdir())
+        assert logs == ["worker-0.log", "worker-1.log"]
+    study = open_study("experiment", f"sqlite:///{tmp_path / 'exp' / 'flnas.db'}", create=False)
+    assert get_search_settings(study)["designer"] == "random"  # FaHaNa's search leaves the settings as they were
+    assert (tmp_path / "exp" / "report").is_dir()

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from flnas.api import defaults
 from flnas.api.assembly import Assembly, designer_options, make_designer, open_assembly, resume_designer, run
-from flnas.api.options import as_path, epoch_logger, log_warnings, logger, pop_train
+from flnas.api.options import as_path, epoch_logger, log_warnings, logger, pop_liveness, pop_train
+from flnas.api.workers import search_by_workers
 from flnas.errors import FlnasError
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ def baselines(
     no_hardware: bool = False,
     class_weighted: bool | None = None,
     accuracy: str | None = None,
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
+    grace_period: int = defaults.GRACE_PERIOD,
     progress: bool = False,
     callback: Log | None = None,
 ) -> list[Candidate]:
@@ -160,6 +163,7 @@ def baselines(
     names = parse_models(options.pop("models"))
     log = logger(progress, callback)
     train = pop_train(options)
+    options["liveness"] = pop_liveness(options)
     out = as_path(options.pop("out"))
     assembly = open_for_report(
         options.pop("study"),
@@ -169,7 +173,7 @@ def baselines(
         progress=progress,
         data=as_path(options.pop("data")),
         cache_dir=as_path(options.pop("cache_dir")),
-        **options,  # subset, seed, image_size, accuracy
+        **options,  # subset, seed, image_size, accuracy, liveness
     )
     log_warnings(assembly.data, log)
     on_epoch = epoch_logger(log) if (progress or callback) else None
@@ -192,6 +196,9 @@ class ExperimentPlan:
     formats: list[str]
     selection: str
     tolerance: float
+    workers: int = 1  # `flnas search` processes per search (flnas.api.workers)
+    liveness: Any = None  # the workers' heartbeat settings
+    device: str | None = None
 
 
 @dataclass
@@ -222,6 +229,7 @@ def plan_experiment(*, log: Log = _quiet, progress: bool = False, **options: Any
     storage = options.pop("storage", None) or f"sqlite:///{(out / 'flnas.db').resolve()}"
     wanted = {key: options.pop(f"llm_{key}", None) for key in ("model", "base_url", "structured")}
     designer = options.pop("designer", None) or defaults.default_designer(wanted["base_url"])[0]
+    workers, device, liveness = int(options.pop("workers", 1)), options.get("device"), pop_liveness(options)
     train = pop_train(options)
     plan = {
         "iters": int(options.pop("iters", defaults.EXPERIMENT["iters"])),
@@ -239,6 +247,7 @@ def plan_experiment(*, log: Log = _quiet, progress: bool = False, **options: Any
         data=as_path(options.pop("data", None)),
         choices_path=as_path(options.pop("choices", None)),
         cache_dir=as_path(options.pop("cache_dir", None)),
+        liveness=liveness,
         **options,  # subset, seed, image_size, env, accuracy
     )
     structured = wanted.pop("structured")
@@ -250,6 +259,9 @@ def plan_experiment(*, log: Log = _quiet, progress: bool = False, **options: Any
         out=out,
         selection=selection,
         tolerance=tolerance,
+        workers=workers,
+        liveness=liveness,
+        device=device,
         **plan,
     )
 
@@ -268,22 +280,28 @@ def run_experiment(
     resume_designer(assembly, chosen, log=log)
     log(f"[2/4] search: designer {plan.designer}, {plan.iters} iterations, selection rule {plan.selection!r}")
     budget = {"iters": plan.iters, "selection": plan.selection, "tolerance": plan.tolerance}
-    result = run(assembly, chosen, out_dir=plan.out / "search", log=log, on_epoch=on_epoch, **budget)
+    if plan.workers > 1:
+        result = search_by_workers(plan, plan.designer, log=log)
+    else:
+        result = run(assembly, chosen, out_dir=plan.out / "search", log=log, on_epoch=on_epoch, **budget)
     fahana = None
     if plan.fahana and plan.designer != "fahana-rl":
         if result.stopped:
             log("[3/4] FaHaNa RL search skipped: the search did not finish; run the experiment again")
         else:
             log(f"[3/4] FaHaNa RL search: {plan.iters} iterations (the same budget)")
-            fahana = run(
-                assembly,
-                make_designer("fahana-rl"),
-                out_dir=plan.out / "search",
-                log=log,
-                on_epoch=on_epoch,
-                record_settings=False,
-                **budget,
-            )
+            if plan.workers > 1:
+                fahana = search_by_workers(plan, "fahana-rl", log=log, record_settings=False)
+            else:
+                fahana = run(
+                    assembly,
+                    make_designer("fahana-rl"),
+                    out_dir=plan.out / "search",
+                    log=log,
+                    on_epoch=on_epoch,
+                    record_settings=False,
+                    **budget,
+                )
     log("[4/4] report")
     table, written = write_report(
         assembly.study,
@@ -333,13 +351,17 @@ def experiment(
     selection: str = defaults.SELECTION,
     tolerance: float = defaults.TOLERANCE,
     formats: str | list[str] = defaults.FORMATS,
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
+    grace_period: int = defaults.GRACE_PERIOD,
+    workers: int = 1,
     progress: bool = False,
     callback: Log | None = None,
 ) -> ExperimentResult:
     """The paper's experiment unattended, as `flnas experiment`: subset, baselines, search, FaHaNa, report.
 
     Everything goes under ``out`` (the study in OUT/flnas.db unless ``storage`` is given; the report in
-    OUT/report); run it again to resume.
+    OUT/report); run it again to resume. ``workers`` > 1 runs each search as that many `flnas search`
+    processes on this machine (:func:`flnas.api.workers.search_by_workers`).
     """
     options = {key: value for key, value in locals().items() if key not in ("progress", "callback")}
     log = logger(progress, callback)

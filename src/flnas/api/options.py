@@ -112,3 +112,18 @@ def _precision(precision: str | None, device: str | None) -> str | None:
     from flnas.evaluate.device import resolve_device, resolve_precision
 
     return resolve_precision(precision, resolve_device(device or "auto"))
+
+
+def pop_liveness(options: dict[str, Any]) -> Any:
+    """Take ``heartbeat_interval`` and ``grace_period`` out of ``options``: the study's worker heartbeat settings."""
+    from flnas.api import defaults
+    from flnas.errors import FlnasError
+    from flnas.study.workers import Liveness
+
+    try:
+        return Liveness(
+            options.pop("heartbeat_interval", defaults.HEARTBEAT_INTERVAL),
+            options.pop("grace_period", defaults.GRACE_PERIOD),
+        )
+    except ValueError as exc:
+        raise FlnasError(f"--heartbeat-interval/--grace-period: {exc}") from exc

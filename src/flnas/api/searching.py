@@ -21,7 +21,7 @@ from flnas.api.assembly import (
     run,
     stored_iters,
 )
-from flnas.api.options import as_path, epoch_logger, log_warnings, logger, pop_train
+from flnas.api.options import as_path, epoch_logger, log_warnings, logger, pop_liveness, pop_train
 from flnas.errors import FlnasError, StudyError
 
 if TYPE_CHECKING:
@@ -73,7 +73,6 @@ def plan_search(
     resolve its setup. ``options`` are :func:`search`'s keyword arguments (the command line's names);
     ``note`` hears of designer options that do not apply to the designer, ``log`` the designer's own."""
     from flnas.records import check_rule
-    from flnas.study.workers import Liveness
 
     data = as_path(options.pop("data", None))
     name = designer or defaults.default_designer(options.get("llm_base_url"), embedded=data is None)[0]
@@ -92,13 +91,7 @@ def plan_search(
     preset = defaults.EMBEDDED if embedded else defaults.REAL
     chosen = make_designer(name, **accepted)
     study = options.pop("study", None) or (defaults.STUDY_EMBEDDED if embedded else defaults.STUDY)
-    try:
-        liveness = Liveness(
-            options.pop("heartbeat_interval", defaults.HEARTBEAT_INTERVAL),
-            options.pop("grace_period", defaults.GRACE_PERIOD),
-        )
-    except ValueError as exc:
-        raise FlnasError(f"--heartbeat-interval/--grace-period: {exc}") from exc
+    liveness = pop_liveness(options)
     out = as_path(options.pop("out", None))
     assembly = open_assembly(
         study,

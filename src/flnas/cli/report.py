@@ -101,8 +101,11 @@ def register(app: typer.Typer) -> None:
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeighted = None,
         accuracy: opt.Accuracy = None,
+        heartbeat_interval: opt.HeartbeatInterval = defaults.HEARTBEAT_INTERVAL,
+        grace_period: opt.GracePeriod = defaults.GRACE_PERIOD,
     ) -> None:
         """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
+        from flnas.api.options import pop_liveness
         from flnas.evaluate.baselines import parse_models
         from flnas.study.baselines import run_baselines
 
@@ -111,9 +114,10 @@ def register(app: typer.Typer) -> None:
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
             class_weighted=class_weighted, max_train_seconds=max_train_seconds,
         )
+        liveness = pop_liveness({"heartbeat_interval": heartbeat_interval, "grace_period": grace_period})
         assembly = _open(
             study_name, storage, train=train, data=data, subset=subset, seed=seed, image_size=image_size,
-            cache_dir=cache_dir, accuracy=accuracy,
+            cache_dir=cache_dir, accuracy=accuracy, liveness=liveness,
         )
         done = run_baselines(assembly.study, names, assembly.evaluator, out_dir=out, log=_log, on_epoch=_on_epoch)
         ok = sum(1 for c in done if c.status == "ok")
@@ -158,8 +162,14 @@ def register(app: typer.Typer) -> None:
         selection: opt.Selection = defaults.SELECTION,
         tolerance: opt.Tolerance = defaults.TOLERANCE,
         formats: Formats = defaults.FORMATS,
+        heartbeat_interval: opt.HeartbeatInterval = defaults.HEARTBEAT_INTERVAL,
+        grace_period: opt.GracePeriod = defaults.GRACE_PERIOD,
+        workers: opt.Workers = 1,
     ) -> None:
-        """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable)."""
+        """The paper's experiment unattended: subset, baselines, search, FaHaNa, report (resumable).
+
+        With --workers N, each search (the designer's, then FaHaNa's) runs as N `flnas search` workers.
+        """
         options = dict(locals())  # flnas.experiment's keyword arguments, which are these options' names
         options["choices"], options["study"] = options.pop("choices_path"), options.pop("study_name")
         from flnas.api.experiments import plan_experiment, run_experiment

@@ -158,11 +158,12 @@ def launch_search(
     k: int,
     out: Path,
     show: Callable[[str], None] = print,
+    log_dir: Path | None = None,
 ) -> WorkersResult:
     """``flnas search --workers N``: run ``command`` (one search worker, without ``--workers``) N times here.
 
     ``iters`` None: the study's stored IterMax (read once the workers have written it). Worker logs go to
-    ``out/workers/``.
+    ``log_dir`` (default ``out/workers/``).
     """
     from flnas.study.storage import sqlite_path, storage_url
 
@@ -173,7 +174,7 @@ def launch_search(
         show(f"note: {workers} workers share the SQLite file {path}, which is safe on one machine; for workers on "
              "several machines, or many of them, use PostgreSQL (docs/search.md, Workers)")
     return run_workers(command, slots, study_name=study_name, storage=url, designer=designer, iters=iters, k=k,
-                       log_dir=out / "workers", show=show)
+                       log_dir=log_dir or out / "workers", show=show)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
