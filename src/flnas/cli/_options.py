@@ -136,7 +136,8 @@ Workers = Annotated[
         "--workers",
         min=1,
         help="Start N worker processes on this machine for this study: one per GPU (cuda:0..N-1) when there are "
-        "GPUs, else the CPU cores split between them; one progress view, each worker's log in OUT/workers/.",
+        "GPUs, else the CPU cores split between them; one progress view, each worker's log in the run folder "
+        "(docs/search.md, Workers).",
     ),
 ]
 
