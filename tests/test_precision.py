@@ -100,6 +100,67 @@ def test_fp16_trains_under_float16_autocast_with_a_grad_scaler():
     assert "loss_scale" not in fp32.history[0] and "loss_scale" not in bf16.history[0]  # no scaler there
 
 
+def separable_model() -> torch.nn.Sequential:
+    """A plain conv, then a depthwise-separable pair (depthwise 3x3, pointwise 1x1), as sepconv builds it."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
+
+
+def _conv_dtypes_while_training(config):
+    """Per conv of :func:`separable_model`: the dtypes its input and output had in training forwards."""
+    model = separable_model()
+    seen = {i: set() for i in (0, 1, 3)}
+
+    def record(index):
+        def hook(module, inputs, out):
+            if module.training:
+                seen[index].add((inputs[0].dtype, out.dtype, "forward" in vars(module)))
+
+        return hook
+
+    for i in seen:
+        model[i].register_forward_hook(record(i))
+    trained, result = run(config, model=model)
+    assert result.epochs == config.epochs and all(h["train_loss"] == h["train_loss"] for h in result.history)
+    assert all("forward" not in vars(m) for m in trained.modules())  # the override is gone after training
+    return seen
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_bf16_runs_depthwise_convolutions_in_fp32_and_the_others_in_bf16(channels_last):
+    # oneDNN's bf16 depthwise kernel is several times slower than fp32 on avx512_bf16 CPUs (BENCHMARKS.md 5)
+    bf16 = EvaluatorConfig(epochs=1, patience=0, batch_size=16, seed=3, precision="bf16", channels_last=channels_last)
+    seen = _conv_dtypes_while_training(bf16)
+    f32, b16 = torch.float32, torch.bfloat16
+    assert seen[0] == {(f32, b16, False)}  # plain conv: autocast as before
+    assert seen[1] == {(b16, f32, True)}  # depthwise: its bf16 input is cast up, no autocast inside
+    assert seen[3] == {(f32, b16, False)}  # pointwise after it: autocast again
+
+
+def test_fp32_and_fp16_training_leave_depthwise_convolutions_alone():
+    fp32 = _conv_dtypes_while_training(EvaluatorConfig(epochs=1, patience=0, batch_size=16, seed=3))
+    assert all(v == {(torch.float32, torch.float32, False)} for v in fp32.values())
+    fp16 = _conv_dtypes_while_training(EvaluatorConfig(epochs=1, patience=0, batch_size=16, seed=3, precision="fp16"))
+    assert fp16[1] == {(torch.float16, torch.float16, False)}  # CUDA's fp16 depthwise kernels are fast
+
+
+def test_the_fp32_depthwise_override_is_removed_when_training_fails():
+    model = separable_model()
+    with pytest.raises(RuntimeError, match="boom"), train_mod.depthwise_in_fp32(model, CPU, "bf16"):
+        assert "forward" in vars(model[1]) and "forward" not in vars(model[0])
+        raise RuntimeError("boom")
+    assert all("forward" not in vars(m) for m in model.modules())
+    assert not train_mod.is_depthwise(torch.nn.Conv2d(1, 1, 3, groups=1))  # one channel: an ordinary conv
+
+
 def test_the_grad_scaler_skips_steps_whose_gradients_overflow(monkeypatch):
     # a scale of 2^100 makes every float16 gradient inf: each of the 4 steps is skipped and halves the scale
     monkeypatch.setattr(train_mod, "INIT_LOSS_SCALE", 2.0**100)
@@ -140,15 +201,19 @@ def test_latency_and_export_are_measured_in_fp32_after_mixed_precision_training(
         seen["autocast"] = torch.is_autocast_enabled("cpu")
         seen["dtypes"] = {p.dtype for p in model.parameters()}
         seen["nchw"] = all(p.is_contiguous() for p in model.parameters())
+        seen["plain modules"] = not any("forward" in vars(m) for m in model.modules())
         return {}
 
     monkeypatch.setattr(hardware, "measure_hardware", measure)
     config = EvaluatorConfig(epochs=1, patience=0, batch_size=32, device="cpu", precision="bf16", channels_last=True)
     result = Evaluator(synth_data, config).evaluate(
-        {"layers": [{"type": "conv", "channels": 8, "stride": 2}] * 2, "head": {"hidden": []}}
+        {
+            "layers": [{"type": "conv", "channels": 8, "stride": 2}, {"type": "sepconv", "channels": 8, "stride": 2}],
+            "head": {"hidden": []},
+        }
     )
     assert result.ok, result.reason
-    assert seen == {"autocast": False, "dtypes": {torch.float32}, "nchw": True}
+    assert seen == {"autocast": False, "dtypes": {torch.float32}, "nchw": True, "plain modules": True}
 
 
 def test_an_unknown_precision_in_a_config_is_refused():

@@ -9,9 +9,10 @@ accumulated on the device and read once per epoch, so the loop adds almost nothi
 ``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast (master weights, gradients
 and the optimizer stay fp32); ``"fp16"`` does the same in float16 (CUDA; the evaluator refuses it on a CPU)
 with a :class:`torch.amp.GradScaler`, which scales the loss so small gradients survive float16's range and
-skips a step whose gradients overflowed (the epoch log records its ``loss_scale``). ``channels_last``
-trains in the NHWC memory format. Validation, predictions, latency and export always run in fp32 and the
-usual layout.
+skips a step whose gradients overflowed (the epoch log records its ``loss_scale``). On a CPU, bf16 keeps
+depthwise convolutions in fp32 (:func:`depthwise_in_fp32`: oneDNN's bf16 depthwise kernel is slow).
+``channels_last`` trains in the NHWC memory format. Validation, predictions, latency and export always run
+in fp32 and the usual layout.
 
 A NaN/inf loss or a time budget overrun ends training with :class:`TrainingFailed`; the evaluator turns
 that into a failed evaluation with the reason recorded.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,78 +225,80 @@ def train_model(
     best_val, best_epoch, bad_epochs, stopped_early = math.inf, 0, 0, False
     best_train = (math.nan, math.nan)
     epoch = 0
-    for epoch in range(1, int(config.epochs) + 1):
-        epoch_start = clock()
-        model.train()
-        perm = torch.randperm(n, generator=generator, device=device)
-        losses = torch.zeros(num_batches, device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        for b in range(num_batches):
-            idx = perm[b * bs : (b + 1) * bs]
-            x = images[idx]
-            if config.augment:
-                x = augment(x, generator)
-            y = labels[idx]
-            x = (x.float() - mean) * inv_std
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, config.precision):
-                logits = model(x)
-                loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:  # fp16: backward on the scaled loss; the step is skipped when a gradient overflowed
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            losses[b] = loss.detach()
-            correct += (logits.detach().argmax(1) == y).sum()
-            if deadline is not None and clock() > deadline:
-                raise TrainingFailed("timeout", _over_budget(config, epoch, b + 1), history)
-        batch_losses = losses.double().cpu()
-        finite = torch.isfinite(batch_losses)
-        if not bool(finite.all()):
-            first = int((~finite).nonzero()[0, 0])
-            what = "nan" if math.isnan(float(batch_losses[first])) else "inf"
-            raise TrainingFailed("nan", f"loss became {what} at epoch {epoch}, batch {first + 1}", history)
-        train_loss = float((batch_losses * batch_sizes).sum() / batch_sizes.sum())
-        train_acc = int(correct) / float(batch_sizes.sum())
+    # CPU bf16: depthwise convs run in fp32 (oneDNN's bf16 depthwise kernel is slow); undone on exit or failure
+    with depthwise_in_fp32(model, device, config.precision):
+        for epoch in range(1, int(config.epochs) + 1):
+            epoch_start = clock()
+            model.train()
+            perm = torch.randperm(n, generator=generator, device=device)
+            losses = torch.zeros(num_batches, device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            for b in range(num_batches):
+                idx = perm[b * bs : (b + 1) * bs]
+                x = images[idx]
+                if config.augment:
+                    x = augment(x, generator)
+                y = labels[idx]
+                x = (x.float() - mean) * inv_std
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(device, config.precision):
+                    logits = model(x)
+                    loss = criterion(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:  # fp16: backward on the scaled loss; the step is skipped when a gradient overflowed
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                losses[b] = loss.detach()
+                correct += (logits.detach().argmax(1) == y).sum()
+                if deadline is not None and clock() > deadline:
+                    raise TrainingFailed("timeout", _over_budget(config, epoch, b + 1), history)
+            batch_losses = losses.double().cpu()
+            finite = torch.isfinite(batch_losses)
+            if not bool(finite.all()):
+                first = int((~finite).nonzero()[0, 0])
+                what = "nan" if math.isnan(float(batch_losses[first])) else "inf"
+                raise TrainingFailed("nan", f"loss became {what} at epoch {epoch}, batch {first + 1}", history)
+            train_loss = float((batch_losses * batch_sizes).sum() / batch_sizes.sum())
+            train_acc = int(correct) / float(batch_sizes.sum())
 
-        val_loss, val_acc, _ = predict(model, val_x, val_y, normalize, device)
-        if val_loss is None:  # no validation split: the last epoch is the best one
-            val_loss = math.nan
-        elif not math.isfinite(val_loss):
-            what = "nan" if math.isnan(val_loss) else "inf"
-            raise TrainingFailed("nan", f"validation loss became {what} at epoch {epoch}", history)
-        improved = math.isnan(val_loss) or val_loss < best_val
-        if improved:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_train = (train_loss, train_acc)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        logs = {
-            "epoch": epoch,
-            "epochs": int(config.epochs),
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
-            "val_loss": None if math.isnan(val_loss) else val_loss,
-            "val_accuracy": val_acc,
-            "best_epoch": best_epoch,
-            "seconds": clock() - epoch_start,
-        }
-        if scaler is not None:
-            logs["loss_scale"] = float(scaler.get_scale())
-        history.append(logs)
-        if on_epoch is not None:
-            on_epoch(epoch, dict(logs))
-        if deadline is not None and clock() > deadline:
-            raise TrainingFailed("timeout", _over_budget(config, epoch, num_batches), history)
-        if config.patience and config.patience > 0 and bad_epochs >= config.patience:
-            stopped_early = True
-            break
+            val_loss, val_acc, _ = predict(model, val_x, val_y, normalize, device)
+            if val_loss is None:  # no validation split: the last epoch is the best one
+                val_loss = math.nan
+            elif not math.isfinite(val_loss):
+                what = "nan" if math.isnan(val_loss) else "inf"
+                raise TrainingFailed("nan", f"validation loss became {what} at epoch {epoch}", history)
+            improved = math.isnan(val_loss) or val_loss < best_val
+            if improved:
+                best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+                best_train = (train_loss, train_acc)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            logs = {
+                "epoch": epoch,
+                "epochs": int(config.epochs),
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "val_loss": None if math.isnan(val_loss) else val_loss,
+                "val_accuracy": val_acc,
+                "best_epoch": best_epoch,
+                "seconds": clock() - epoch_start,
+            }
+            if scaler is not None:
+                logs["loss_scale"] = float(scaler.get_scale())
+            history.append(logs)
+            if on_epoch is not None:
+                on_epoch(epoch, dict(logs))
+            if deadline is not None and clock() > deadline:
+                raise TrainingFailed("timeout", _over_budget(config, epoch, num_batches), history)
+            if config.patience and config.patience > 0 and bad_epochs >= config.patience:
+                stopped_early = True
+                break
 
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -326,6 +329,40 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A depthwise convolution: a ``Conv2d`` with one group per input channel (and more than one channel)."""
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+@contextlib.contextmanager
+def depthwise_in_fp32(model: nn.Module, device: torch.device, precision: str) -> Iterator[None]:
+    """Under CPU bf16 autocast, run ``model``'s depthwise convolutions in float32 while the context is open.
+
+    oneDNN has no fast bfloat16 depthwise kernel on CPUs with avx512_bf16 and no AMX: a bf16 depthwise
+    convolution there trains several times slower than in fp32 (BENCHMARKS.md section 5), which made bf16
+    slower than fp32 for separable-conv candidates. Each depthwise conv gets its input cast to float32 and
+    autocast switched off around its own forward (its output stays float32; the next op autocasts again).
+    The override is an instance attribute removed on exit, so validation, export and saved models see the
+    module unchanged. Any other device or precision: nothing is changed.
+    """
+    convs = [m for m in model.modules() if is_depthwise(m)] if device.type == "cpu" and precision == "bf16" else []
+    for conv in convs:
+        conv.forward = _fp32_forward(conv.forward)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for conv in convs:
+            del conv.forward
+
+
+def _fp32_forward(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type="cpu", enabled=False):
+            return forward(x.float())
+
+    return run
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
