@@ -318,3 +318,37 @@ def test_card_dataset_predictions_audit_equals_the_evaluator(tmp_path, capsys):
     assert audit["groups"] == test["groups"] and audit["unfairness"] == pytest.approx(test["unfairness"])
     for key in ("eodd", "eopp1", "eopp2"):
         assert audit[key] == pytest.approx(test[key])
+
+
+def test_card_dataset_predictions_audit_without_flags(tmp_path, capsys):
+    """metrics.json records each attribute's column (and bins): a plain `flnas metrics -p` equals the evaluator."""
+    from flnas.data import prepare_data, write_synthetic
+
+    write_synthetic(tmp_path / "card", n=120, image_size=16, card=True)
+    data = prepare_data(tmp_path / "card", image_size=16, cache_dir=tmp_path / "c", progress=False)
+    torch.manual_seed(1)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           nn.Linear(4, data.num_classes))
+    evaluator = Evaluator(data, EvaluatorConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False))
+    evaluator.resamples = 50
+    result = evaluator.evaluate(module, out_dir=tmp_path / "out")
+    assert result.ok, result.reason
+    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())["dataset"]["sensitive"]
+    assert recorded == {"sex": {"column": "gender"}, "age": {"column": "age_years", "bins": [30, 65]},
+                        "skin_tone": {"column": "skin_tone"}}
+    code, out, err = _metrics_cli(["-p", str(tmp_path / "out" / "predictions.csv"), "--json"], capsys)
+    assert code == 0, err
+    audit, test = json.loads(out), result.metrics["test"]
+    assert audit["attributes"] == {a: list(g) for a, g in data.attributes.items()}
+    assert audit["groups"] == test["groups"] and audit["pairs"] == test["pairs"]
+    for key in ("accuracy", "unfairness", "eodd", "eopp1", "eopp2"):
+        assert audit[key] == pytest.approx(test[key])
+    # explicit flags still win over the record
+    code, out, _ = _metrics_cli(["-p", str(tmp_path / "out" / "predictions.csv"), "--json",
+                                 "--sensitive", "skin_tone"], capsys)
+    assert code == 0 and json.loads(out)["attributes"] == {"skin_tone": ["dark", "light", "medium"]}
+    # a group name the record does not know is one clear sentence
+    path = tmp_path / "out" / "predictions.csv"
+    path.write_text(path.read_text().replace(",light", ",pale", 1))
+    code, out, err = _metrics_cli(["-p", str(path)], capsys)
+    assert code == 2 and not out and "column skin_tone has 'pale', not one of light, medium, dark" in err

@@ -134,11 +134,13 @@ def audit(
     What `flnas metrics --json` prints. ``predictions``: a predictions.csv path or a DataFrame with the
     columns y_true, y_pred (class names or indices) and the sensitive columns (default sex and age_approx).
     ``classes`` fixes the class list (default: the dataset's, from a metrics.json beside the file as
-    `flnas evaluate --out` writes it; else the names seen). ``sensitive`` names other columns ("skin_type,site"),
+    `flnas evaluate --out` writes it; else the names seen). The groups: when that metrics.json records how
+    the dataset's columns become groups (a dataset read through its card) and neither ``sensitive`` nor
+    ``intersect`` is given, those; else ``sensitive`` names other columns ("skin_type,site"),
     ``bins`` makes a numeric one into groups ("age=30,65"), ``intersect`` adds combinations ("sex,age");
     ``ci`` adds 95% percentile-bootstrap intervals over the images (``resamples``, ``seed``).
     """
-    from flnas.evaluate.predictions import fairness_from_predictions, read_predictions
+    from flnas.evaluate.predictions import fairness_from_predictions, read_predictions, recorded_columns
 
     columns = _sensitive_columns(sensitive, list(bins))
     groups_of = [[a.strip() for a in item.split(",")] if isinstance(item, str) else list(item) for item in intersect]
@@ -154,7 +156,11 @@ def audit(
     source, from_sidecar = "predictions", False
     if isinstance(predictions, (str, Path)):
         source, df = str(predictions), read_predictions(predictions)
-        from_sidecar = class_list is None and (class_list := _sidecar_classes(Path(predictions))) is not None
+        dataset = _sidecar_dataset(Path(predictions))
+        from_sidecar = class_list is None and (class_list := _dataset_classes(dataset)) is not None
+        recorded = recorded_columns(dataset) if columns is None and not groups_of else None
+        if recorded is not None:  # the evaluator's own record of the groups; explicit flags win
+            columns, groups_of = recorded
     else:
         df = predictions
     groups = {"sensitive": columns, "intersect": groups_of}
@@ -203,16 +209,21 @@ def _sensitive_columns(sensitive: str | Sequence[str] | None, bins: list[str]) -
     return sensitive_columns(names, edges, labels)
 
 
-def _sidecar_classes(predictions: Path) -> list[str] | None:
-    """The dataset's class list from the evaluator's metrics.json next to predictions.csv, when there is one.
+def _sidecar_dataset(predictions: Path) -> dict[str, Any]:
+    """The ``dataset`` section of the evaluator's metrics.json next to predictions.csv ({} when there is none)."""
+    try:
+        dataset = json.loads(predictions.with_name("metrics.json").read_text())["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return dataset if isinstance(dataset, dict) else {}
+
+
+def _dataset_classes(dataset: dict[str, Any]) -> list[str] | None:
+    """The dataset's class list from a metrics.json ``dataset`` section, when it has one.
 
     A test split may lack a class; the fairness averages must still run over the dataset's full list.
     """
-    sidecar = predictions.with_name("metrics.json")
-    try:
-        classes = json.loads(sidecar.read_text())["dataset"]["classes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    classes = dataset.get("classes")
     if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
         return classes
     return None

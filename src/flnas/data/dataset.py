@@ -46,6 +46,9 @@ class PreparedData:
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     synthetic: bool = False
     summary: dict = field(default_factory=dict)  # the `flnas data summary --json` object
+    #: attribute -> the predictions.csv column it is read from ({"column": C}, plus "bins" when numeric), as
+    #: metrics.json records it so `flnas metrics` audits the predictions without flags; empty for ISIC
+    sensitive: dict[str, dict] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

@@ -23,7 +23,7 @@ import json
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class Plan:
     subset_report: dict | None
     split: dict[str, list[int]]  # indices into the columns
     counts: dict  # class_counts, group_counts, missing of the chosen records
+    #: attribute -> how predictions.csv's column becomes its groups ({"column": C} or {"column": C, "bins": [..]});
+    #: empty for the built-in ISIC card, whose sex and age_approx columns `flnas metrics` reads by default
+    sensitive: dict[str, dict] = field(default_factory=dict)
     status: str = "built"  # "hit", "built", "rebuilt (stale)" or "rebuilt (corrupt)"
 
     def records(self) -> list[Record]:
@@ -141,7 +144,18 @@ def build_plan(root: Path, card: Card, card_file: Path | None = None, *, subset:
                 groups={a: [r.groups[a] for r in records] for a in attributes}, values=values, numeric=numeric,
                 attributes={a: list(g) for a, g in attributes.items()}, balance_on=card.balanced,
                 given_split=given, subset_report=subset_report, split=split_records(records, seed=seed, given=given),
-                counts=record_counts(records, loaded.classes, attributes))
+                counts=record_counts(records, loaded.classes, attributes),
+                sensitive={} if card_file is None else sensitive_record(card))
+
+
+def sensitive_record(card: Card) -> dict[str, dict]:
+    """attribute -> the column of predictions.csv it is read from, and its bins when numeric.
+
+    A categorical column there holds group names (the card's mapping is already applied), so the column is
+    all a reader needs; a numeric one holds the raw numbers, binned by ``bins``.
+    """
+    return {a: {"column": s.column, **({"bins": list(s.bins)} if s.bins is not None else {})}
+            for a, s in card.sensitive.items()}
 
 
 def _read(path: Path, key: str) -> tuple[str, Plan | None]:
@@ -198,4 +212,4 @@ def load_plan(root: str | Path, cache_dir: Path, *, subset: int | None, seed: in
     return plan
 
 
-__all__ = ["Plan", "build_plan", "load_plan", "plan_key", "record_counts"]
+__all__ = ["Plan", "build_plan", "load_plan", "plan_key", "record_counts", "sensitive_record"]

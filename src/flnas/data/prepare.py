@@ -118,7 +118,8 @@ def prepare_data(
     }
     summary["warnings"] = data_warnings(summary, plan.sources)
     return PreparedData(name=name, root=Path(plan.root), classes=classes, image_size=image_size,
-                        splits=splits, synthetic=plan.synthetic, summary=summary, attributes=attributes)
+                        splits=splits, synthetic=plan.synthetic, summary=summary, attributes=attributes,
+                        sensitive=plan.sensitive)
 
 
 def data_warnings(summary: dict, source: str = "the metadata CSV") -> list[str]:

@@ -242,6 +242,8 @@ class Evaluator:
                 "classes": list(data.classes),
                 "attributes": {a: list(g) for a, g in data.attributes.items()},
                 "sizes": {k: len(v) for k, v in data.splits.items()},
+                # how predictions.csv's columns become the groups (`flnas metrics` reads it); ISIC: none
+                **({"sensitive": data.sensitive} if data.sensitive else {}),
             },
             "device": describe_device(self.device),
             "seed": int(self.config.seed),

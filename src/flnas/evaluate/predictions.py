@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from flnas.data.attributes import (
+    JOIN,
     Attributes,
     SensitiveColumn,
     add_intersections,
@@ -195,6 +196,50 @@ def sensitive_columns(
         out.append(SensitiveColumn(column, edges=edges, labels=names_of,
                                    problem="{shown}, not a number (leave it empty when unknown)"))
     return out
+
+
+def recorded_columns(dataset: Mapping[str, Any]) -> tuple[list[SensitiveColumn], list[list[str]]] | None:
+    """The sensitive columns and intersections a metrics.json ``dataset`` section records, or None.
+
+    The evaluator records, for a dataset read through its own card, the predictions.csv column of each
+    attribute (and its bins when numeric); the groups and their order are the recorded ``attributes``, so
+    the audit of its predictions gives its own test metrics. None when nothing usable is recorded (ISIC,
+    whose sex and age_approx columns are read by default, or an older file).
+    """
+    record, attributes = dataset.get("sensitive"), dataset.get("attributes")
+    if not isinstance(record, dict) or not record or not isinstance(attributes, dict):
+        return None
+    columns = []
+    for attribute, spec in record.items():
+        groups = tuple(attributes.get(attribute) or ())
+        if not isinstance(spec, dict) or not isinstance(spec.get("column"), str) or len(groups) < 2:
+            return None
+        bins = spec.get("bins")
+        if bins is not None:
+            if not isinstance(bins, list) or not all(isinstance(b, (int, float)) for b in bins):
+                return None
+            columns.append(SensitiveColumn(spec["column"], attribute=attribute, edges=tuple(bins),
+                                           labels=groups, problem="{shown}, not a number (or empty)"))
+        else:
+            columns.append(SensitiveColumn(spec["column"], attribute=attribute, groups=groups,
+                                           convert=_one_of(groups),
+                                           problem=f"{{shown}}, not one of {', '.join(groups)} (or empty)"))
+    intersect = [a.split(JOIN) for a in attributes if JOIN in a]
+    return columns, intersect
+
+
+def _one_of(groups: tuple[str, ...]) -> Any:
+    """A ``convert`` for a column of group names: the name, None when empty, ValueError for anything else."""
+
+    def convert(value: Any) -> str | None:
+        if is_missing(value):
+            return None
+        name = str(value).strip()
+        if name not in groups:
+            raise ValueError(name)
+        return name
+
+    return convert
 
 
 def _column_groups(
