@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--sensitive",
             help="Comma-separated sensitive columns, e.g. skin_type,site: each value of a column is a group "
-            "(default: sex, and age_approx in the groups young <30, middle 30-65, old >65).",
+            "(default: the columns and bins a metrics.json next to the CSV records for a card dataset, else sex, "
+            "and age_approx in the groups young <30, middle 30-65, old >65).",
         ),
         bins: list[str] = typer.Option(
             [],
@@ -68,7 +69,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Accuracy, Unfairness, EODD, EOPP1, EOPP2, per-group accuracy and per-pair values of predictions.
 
-        The groups come from the sensitive columns: by default sex and age_approx (ISIC's groups); with
+        The groups come from the sensitive columns: by default those a metrics.json beside the CSV records
+        (flnas's own predictions of a card dataset), else sex and age_approx (ISIC's groups); with
         --sensitive any columns (each value a group, --bins for numeric ones), and --intersect adds
         combinations such as sex/age. With --ci, each headline metric and each group's accuracy gets a 95%
         percentile-bootstrap interval over the images (JSON: "ci" and "bootstrap").
