@@ -322,3 +322,23 @@ def test_rich_table_renders(study):
     Console(file=buf, width=250).print(to_rich(build_table(study)))
     text = buf.getvalue()
     assert "Search-1" in text and "MobileNetV2" in text and DOWN in text
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "label", "first"),
+    [
+        ("balanced", "Val balanced accuracy of best", 0.50),
+        ("plain", "Val accuracy of best", 0.55),
+        (None, "Val accuracy of best", 0.55),
+    ],
+)
+def test_the_best_so_far_plot_names_and_plots_the_accuracy_of_record(study, accuracy, label, first):
+    from flnas.report.plots import best_so_far_figure
+
+    if accuracy is not None:  # balanced: a new study's default; no key: a study from before the setting (plain)
+        set_setup(study, {**SETUP, "accuracy": accuracy})
+    fig = best_so_far_figure(build_table(study))
+    ax_acc, ax_unf = fig.axes
+    assert ax_acc.get_ylabel() == label and ax_unf.get_ylabel() == "Val unfairness of best"
+    heuristic = next(line for line in ax_acc.get_lines() if line.get_label() == "heuristic")
+    assert heuristic.get_ydata()[0] == pytest.approx(first)  # iteration 1's val accuracy of that kind (balanced: -0.05)
