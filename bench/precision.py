@@ -105,7 +105,8 @@ def accuracy(name: str, args: argparse.Namespace, prepared, seed: int, order: tu
     boots: dict[str, dict[str, Any]] = {}
     for precision in order:
         config = EvaluatorConfig(epochs=args.accuracy_epochs, patience=3, batch_size=args.batch_size, device="cpu",
-                             seed=seed, measure_hardware=False, class_weighted_loss=True, precision=precision)
+                             seed=seed, measure_hardware=False, class_weighted_loss=True, precision=precision,
+                             channels_last=False)  # the arithmetic alone (the usual layout in both)
         evaluator = Evaluator(prepared, config)
         result = evaluator.evaluate(spec_of(name), name=f"{name}-{precision}")
         if not result.ok:

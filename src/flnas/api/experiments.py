@@ -40,12 +40,15 @@ def open_for_report(
     choices_path, accuracy); options that differ from an existing study's setup are refused in one
     sentence, so every model of a study is trained on the same data under the same settings.
     """
+    from flnas.study.setup import describe_training
+
     assembly = open_assembly(
         study, storage, train=train, defaults={"image_size": defaults.IMAGE_SIZE}, progress=progress, **flags
     )
     setup = assembly.setup
-    weighted = "class-weighted" if (setup.get("train") or {}).get("class_weighted_loss") else "unweighted"
-    what = f"{assembly.accuracy} accuracy, {weighted} loss"
+    stored = setup.get("train") or {}
+    weighted = "class-weighted" if stored.get("class_weighted_loss") else "unweighted"
+    what = f"{assembly.accuracy} accuracy, {weighted} loss, {describe_training(stored)}"
     if assembly.resumed:
         log(f"study {study!r}: using its setup ({setup.get('dataset')}, image size {setup.get('image_size')}, {what})")
     else:
@@ -149,13 +152,20 @@ def baselines(
     max_train_seconds: float | None = None,
     no_hardware: bool = False,
     class_weighted: bool | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
     accuracy: str | None = None,
     heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
     grace_period: int = defaults.GRACE_PERIOD,
     progress: bool = False,
     callback: Log | None = None,
 ) -> list[Candidate]:
-    """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
+    """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings.
+
+    The baselines train in the study's stored precision and memory format, as its searched models did;
+    ``precision`` and ``channels_last`` set them for a new study and must match an existing one's
+    (:class:`flnas.errors.StudyError` otherwise), so Table I never compares models trained differently.
+    """
     options = {key: value for key, value in locals().items() if key not in ("progress", "callback")}
     from flnas.evaluate.baselines import parse_models
     from flnas.study.baselines import run_baselines
@@ -224,13 +234,13 @@ def plan_experiment(*, log: Log = _quiet, progress: bool = False, **options: Any
     tolerance = float(options.pop("tolerance", defaults.TOLERANCE))
     check_rule(selection, tolerance, options.get("accuracy") or "balanced")
     names = parse_models(options.pop("models", defaults.MODELS))
+    workers, device, liveness = int(options.pop("workers", 1)), options.get("device"), pop_liveness(options)
+    train = pop_train(options)  # checked (fp16 off CUDA, ...) before OUT or the study is created
     out = Path(options.pop("out", None) or str(defaults.EXPERIMENT["out"]))
     out.mkdir(parents=True, exist_ok=True)
     storage = options.pop("storage", None) or f"sqlite:///{(out / 'flnas.db').resolve()}"
     wanted = {key: options.pop(f"llm_{key}", None) for key in ("model", "base_url", "structured")}
     designer = options.pop("designer", None) or defaults.default_designer(wanted["base_url"])[0]
-    workers, device, liveness = int(options.pop("workers", 1)), options.get("device"), pop_liveness(options)
-    train = pop_train(options)
     plan = {
         "iters": int(options.pop("iters", defaults.EXPERIMENT["iters"])),
         "fahana": bool(options.pop("fahana", True)),
@@ -347,6 +357,8 @@ def experiment(
     max_train_seconds: float | None = None,
     no_hardware: bool = False,
     class_weighted: bool | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
     accuracy: str | None = None,
     selection: str = defaults.SELECTION,
     tolerance: float = defaults.TOLERANCE,

@@ -100,11 +100,17 @@ def register(app: typer.Typer) -> None:
         max_train_seconds: opt.MaxTrainSeconds = None,
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeighted = None,
+        precision: opt.Precision = None,
+        channels_last: opt.ChannelsLast = None,
         accuracy: opt.Accuracy = None,
         heartbeat_interval: opt.HeartbeatInterval = defaults.HEARTBEAT_INTERVAL,
         grace_period: opt.GracePeriod = defaults.GRACE_PERIOD,
     ) -> None:
-        """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings."""
+        """Train ResNet-18/34 and MobileNetV1/V2 (timm, no pretrained weights) under the study's settings.
+
+        They train in the study's precision and memory format (those of the searched models they are compared
+        with); --precision/--channels-last set them for a new study, and on an existing one must match it.
+        """
         from flnas.api.options import pop_liveness
         from flnas.evaluate.baselines import parse_models
         from flnas.study.baselines import run_baselines
@@ -112,7 +118,8 @@ def register(app: typer.Typer) -> None:
         names = parse_models(models)
         train = opt.train_overrides(
             epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, device=device, no_hardware=no_hardware,
-            class_weighted=class_weighted, max_train_seconds=max_train_seconds,
+            class_weighted=class_weighted, max_train_seconds=max_train_seconds, precision=precision,
+            channels_last=channels_last,
         )
         liveness = pop_liveness({"heartbeat_interval": heartbeat_interval, "grace_period": grace_period})
         assembly = _open(
@@ -158,6 +165,8 @@ def register(app: typer.Typer) -> None:
         max_train_seconds: opt.MaxTrainSeconds = None,
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeighted = None,
+        precision: opt.Precision = None,
+        channels_last: opt.ChannelsLast = None,
         accuracy: opt.Accuracy = None,
         selection: opt.Selection = defaults.SELECTION,
         tolerance: opt.Tolerance = defaults.TOLERANCE,

@@ -360,6 +360,8 @@ def run_notes(
         "augment",
         "label_smoothing",
         "class_weighted_loss",
+        "precision",
+        "channels_last",
         "max_train_seconds",
         "seed",
         "device",

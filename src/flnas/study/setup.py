@@ -29,6 +29,8 @@ DEFAULT_ENV = "Raspberry Pi 4"
 # what a NEW study gets when the flag is not given (an existing study keeps its own setup)
 NEW_STUDY = {"accuracy": "balanced", "class_weighted_loss": True}
 PAPER_PRESET = {"accuracy": "plain", "class_weighted_loss": False}  # --accuracy plain --no-class-weighted
+# the evaluator settings of a study created before they existed: what its models were trained with
+TRAIN_BEFORE = {"class_weighted_loss": False, "precision": "fp32", "channels_last": False}
 # setup keys a command-line flag can set, with the flag's name (used in conflict messages)
 FLAGS = {
     "data": "--data",
@@ -165,6 +167,12 @@ def task_from_setup(setup: dict[str, Any]) -> TaskInfo:
     )
 
 
+def describe_training(train: dict[str, Any]) -> str:
+    """How a study's models are trained, for messages: its precision and memory format (``bf16 + channels_last``)."""
+    stored = {**TRAIN_BEFORE, **train}
+    return f"{stored['precision']}{' + channels_last' if stored['channels_last'] else ''}"
+
+
 def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """Sentences for each explicitly requested value that differs from the stored setup.
 
@@ -175,8 +183,7 @@ def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[s
     for key, value in requested.items():
         if key == "train":
             # a study from before a setting has the value it was trained with
-            before = {"class_weighted_loss": False, "precision": "fp32", "channels_last": False}
-            stored_train = {**before, **(stored.get("train") or {})}
+            stored_train = {**TRAIN_BEFORE, **(stored.get("train") or {})}
             for field, v in value.items():
                 if field not in stored_train or stored_train[field] == v:
                     continue
