@@ -22,6 +22,7 @@ Prints the CPU's bf16 flags (``avx512_bf16``, ``amx_bf16``): without them bf16 i
     .venv/bin/python bench/precision.py --threads 1 --image-size 32 --settings fp32,bf16 --accuracy \\
         --data ../shared/data/isic2019_subset --subset 1500 --specs small,medium,resnet_like,example,four_conv \\
         --accuracy-epochs 15 --seeds 0,1,2
+    .venv/bin/python bench/precision.py --threads 1 --image-size 32 --layout-check   # channels_last's default
     .venv/bin/python bench/precision.py --quick
 """
 
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accuracy-epochs", type=int, default=8, help="upper bound; patience 3 stops sooner")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the intervals")
     p.add_argument("--seeds", default="0", help="comma list of training seeds for --accuracy (each trains both ways)")
+    p.add_argument("--layout-check", action="store_true",
+                   help="also train each spec in each precision with and without channels_last from the same weights "
+                   "and batches (2 epochs, 128 of the images): are the trained weights bit-identical?")
     p.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     args = p.parse_args(argv)
     if args.quick:
@@ -92,6 +96,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def spec_of(name: str) -> dict[str, Any]:
     return SPECS[name] if name in SPECS else EXTRA_SPECS[name]()
+
+
+def channels_last_table(args: argparse.Namespace, speeds: dict[str, Any], images, labels) -> dict[str, Any]:
+    """Per spec: channels_last's speed-up within each precision (from the speed table) and, with
+    ``--layout-check``, whether it leaves the trained weights bit-identical (the default rule's evidence:
+    flnas.evaluate.config.channels_last_default)."""
+    import copy
+
+    import torch
+
+    from flnas.evaluate.config import EvaluatorConfig
+    from flnas.evaluate.train import Normalizer, train_model
+    from flnas.space import ArchSpec, build_model
+
+    out: dict[str, Any] = {}
+    rows = []
+    for name in args.names:
+        got = speeds["images_per_s"][name]
+        ratio = {p: got[f"{p}+cl"] / got[p] for p in PRECISIONS if p in got and f"{p}+cl" in got}
+        out[name] = {"speedup": ratio}
+        row = [name, *(f"{ratio[p]:.2f}x" if p in ratio else "-" for p in PRECISIONS)]
+        if args.layout_check:
+            x, y = images[:128], labels[:128]
+            torch.manual_seed(0)
+            init = build_model(ArchSpec.model_validate(spec_of(name)), 8)
+            for precision in PRECISIONS:
+                trained = []
+                for layout in (False, True):
+                    model = copy.deepcopy(init)
+                    config = EvaluatorConfig(epochs=2, patience=0, batch_size=32, device="cpu", seed=0,
+                                             precision=precision, channels_last=layout, measure_hardware=False)
+                    train_model(model, x, y, x[:0], y[:0], config, device=torch.device("cpu"),
+                                normalize=Normalizer.from_images(x), num_classes=8)
+                    trained.append(model.state_dict())
+                same = all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+                diff = max(float((trained[0][k].float() - trained[1][k].float()).abs().max())
+                           for k in trained[0] if trained[0][k].is_floating_point())
+                out[name][precision] = {"bit_identical": same, "max_abs_weight_difference": diff}
+                row.append(f"{'yes' if same else 'no'} ({diff:.2g})")
+        rows.append(row)
+    header = ["spec", *(f"{p}+cl vs {p}" for p in PRECISIONS)]
+    if args.layout_check:
+        header += [f"{p}: same weights (max abs diff)" for p in PRECISIONS]
+    print()
+    print(table(rows, header))
+    return out
 
 
 def accuracy(name: str, args: argparse.Namespace, prepared, seed: int, order: tuple[str, ...]) -> dict[str, Any]:
@@ -234,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     speeds = precision_table(args, {name: spec_of(name) for name in args.names}, images, labels)
     figures: dict[str, Any] = {
         **speeds,
+        "channels_last": channels_last_table(args, speeds, images, labels),
         "native_bf16": native_bf16(cpu),
         "cpu_flags": flags,
         "settings": {"image_size": args.image_size, "n": args.n, "batch_size": args.batch_size,

@@ -166,6 +166,15 @@ def test_precision_quick(capsys):
         small["bf16"]["val"]["balanced_accuracy"] - small["fp32"]["val"]["balanced_accuracy"], abs=1e-5
     )
     assert out["accuracy"]["small"]["summary"]["fp32_mean"] == small["fp32"]["val"]["balanced_accuracy"]
+    assert out["channels_last"]["small"] == {"speedup": {}}  # no pair of layouts in one precision was asked for
+
+
+def test_precision_layout_check_quick(capsys):
+    out = _run("precision", ["--quick", "--specs", "small", "--layout-check"], capsys)["channels_last"]["small"]
+    assert set(out["speedup"]) == {"fp32", "bf16"} and all(v > 0 for v in out["speedup"].values())
+    for precision in ("fp32", "bf16"):
+        check = out[precision]
+        assert check["bit_identical"] == (check["max_abs_weight_difference"] == 0.0)
 
 
 @pytest.mark.slow

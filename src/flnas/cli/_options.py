@@ -77,9 +77,10 @@ Precision = Annotated[
     str | None,
     typer.Option(
         "--precision",
-        help="Training arithmetic: fp32 (default), bf16 (bfloat16 autocast; fast where the CPU has avx512_bf16 or "
-        "AMX, or on an Ampere or newer GPU), fp16 (float16 autocast with a gradient scaler; CUDA only) or auto "
-        "(bf16 where native, else fp32). Latency and ONNX export stay fp32. Stored in a study's setup.",
+        help="Training arithmetic: fp32 (default for a new study; a resumed one keeps its own), bf16 (bfloat16 "
+        "autocast; fast where the CPU has avx512_bf16 or AMX, or on an Ampere or newer GPU), fp16 (float16 autocast "
+        "with a gradient scaler; CUDA only) or auto (bf16 where native, else fp32). Latency and ONNX export stay "
+        "fp32. Stored in a study's setup.",
         show_default=False,
     ),
 ]
@@ -87,7 +88,8 @@ ChannelsLast = Annotated[
     bool | None,
     typer.Option(
         "--channels-last/--no-channels-last",
-        help="Train in the channels_last (NHWC) memory format (default off). Stored in a study's setup.",
+        help="Train in the channels_last (NHWC) memory format. Default: on under bf16/fp16 (faster there), off in fp32 "
+        "(keeps fp32 results bit for bit); a resumed study keeps its own. Stored in a study's setup.",
         show_default=False,
     ),
 ]

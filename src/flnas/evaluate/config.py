@@ -50,10 +50,10 @@ class EvaluatorConfig:
 def channels_last_default(precision: str) -> bool:
     """Whether to train in channels_last when it is not given: under mixed precision (bf16, fp16), not in fp32.
 
-    Measured on a CPU with native bf16 (BENCHMARKS.md section 5): channels_last made bf16 training 1.2-1.5x
+    Measured on a CPU with native bf16 (BENCHMARKS.md section 5): channels_last made bf16 training 1.1-1.7x
     faster for every benchmark spec; PyTorch's memory-format guidance names reduced precision on tensor-core
     GPUs as where it gains most. fp32 stays in the usual layout: channels_last changes the convolution kernels
     and hence the last bits of the trained weights, and fp32 (the paper preset) stays bit-for-bit as before;
-    ``channels_last=True`` asks for it there (1.2-1.8x faster in fp32 on that CPU).
+    ``channels_last=True`` asks for it there (0.98-1.9x as fast in fp32 on that CPU).
     """
     return str(precision).strip().lower() in ("bf16", "fp16")
