@@ -217,3 +217,13 @@ def test_a_new_study_stores_the_resolved_default_and_an_old_one_keeps_its_own(tm
     set_setup(old, old_setup)
     resumed = open_assembly("old", url, train={"precision": "bf16"})  # same precision again: no conflict
     assert resumed.resumed and resumed.setup == old_setup and resumed.evaluator.config.channels_last is False
+
+
+def test_search_says_how_its_study_trains_and_trains_so(synth_dir, tmp_path, capsys, trained_with):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    argv = ["search", "--data", synth_dir, "--storage", url, "--study", "q", "--iters", "1", "--designer", "random",
+            "--cache-dir", tmp_path / "c", *SMALL, "--device", "cpu", "--out", tmp_path / "runs"]
+    code, out, err = run_cli([*argv, "--precision", "bf16"], capsys)
+    assert code in (0, 1), err  # 1: the one random candidate may be degenerate; it was trained either way
+    assert "new study 'q'" in out and "class-weighted loss, bf16 + channels_last)" in " ".join(out.split())
+    assert [(c.precision, c.channels_last) for c in trained_with] == [("bf16", True)]

@@ -220,13 +220,13 @@ def _run(*, storage: str | None, **options: Any) -> None:
 def _describe(setup: dict[str, Any]) -> str:
     train = setup.get("train") or {}
     data = setup.get("data") or "embedded synthetic set"
-    from flnas.study.setup import accuracy_from_setup
+    from flnas.study.setup import accuracy_from_setup, describe_training
 
     weighted = "class-weighted" if train.get("class_weighted_loss") else "unweighted"
     return (
         f"data {data}, subset {setup.get('subset')}, image size {setup.get('image_size')}, seed "
         f"{setup.get('seed')}, epochs {train.get('epochs')}, patience {train.get('patience')}, "
-        f"env {setup.get('env')}, {accuracy_from_setup(setup)} accuracy, {weighted} loss"
+        f"env {setup.get('env')}, {accuracy_from_setup(setup)} accuracy, {weighted} loss, {describe_training(train)}"
     )
 
 
