@@ -146,3 +146,19 @@ def test_without_data_uses_the_embedded_synthetic_set(spec_file, capsys):
     assert code == 0
     metrics = json.loads(out)
     assert metrics["dataset"]["synthetic"] is True and "synthetic" in metrics["dataset"]["name"]
+
+
+def test_max_train_seconds_fails_the_candidate_with_the_reason(spec_file, synth_dir, tmp_path, capsys, monkeypatch):
+    import flnas
+    from flnas.errors import EvaluationError
+    from flnas.evaluate import train
+
+    ticks = iter(range(10**6))  # a clock that moves 1 s per read: over a 5 s budget within the first epoch
+    monkeypatch.setattr(train, "clock", lambda: float(next(ticks)))
+    argv = evaluate_argv(spec_file, synth_dir, tmp_path, "--epochs", "50", "--max-train-seconds", "5", "--no-hardware")
+    code, _, err = run_cli(argv, capsys)
+    assert code == 1
+    assert "failed: training exceeded its time budget of 5 s (stopped at epoch 1, batch" in " ".join(err.split())
+    with pytest.raises(EvaluationError, match="time budget of 5 s"):  # the API takes the same budget
+        flnas.evaluate(spec_file, synth_dir, epochs=50, image_size=32, cache_dir=tmp_path / "cache",
+                       max_train_seconds=5, no_hardware=True)

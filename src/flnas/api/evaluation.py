@@ -91,6 +91,7 @@ def evaluate(
     out: str | Path | None = None,
     no_hardware: bool = False,
     class_weighted: bool | None = None,
+    max_train_seconds: float | None = None,
     precision: str | None = None,
     channels_last: bool | None = None,
     progress: bool = False,

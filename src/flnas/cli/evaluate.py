@@ -119,6 +119,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
         no_hardware: opt.NoHardware = False,
         class_weighted: opt.ClassWeightedOff = None,
+        max_train_seconds: opt.MaxTrainSeconds = None,
         precision: opt.Precision = None,
         channels_last: opt.ChannelsLast = None,
     ) -> None:
