@@ -7,7 +7,9 @@ import errno
 import hashlib
 import os
 import random
+import re
 import sqlite3
+import sys
 
 import pytest
 import sqlalchemy.exc
@@ -188,3 +190,23 @@ def test_a_best_export_into_a_full_disk_is_one_sentence(synth_dir, tmp_path, cap
         == f"error: {out / 'best'}: cannot write the exported files (No space left on device)"
     )
     assert sorted(os.listdir(out)) == ["candidates"] and shutil.os.listdir(out / "candidates") == ["0"]
+
+
+@pytest.mark.parametrize(
+    ("url", "driver", "says"),
+    [
+        ("mysql+pymysql://flnas:pw@dbhost/flnas", "pymysql", "pip install 'flnas[mysql]'"),
+        ("mysql://flnas:pw@dbhost/flnas", "MySQLdb", "write the URL as mysql+pymysql://"),
+        ("mariadb://flnas:pw@dbhost/flnas", "MySQLdb", "write the URL as mysql+pymysql://"),
+        ("postgresql+psycopg2://flnas:pw@dbhost/flnas", "psycopg2", "pip install 'flnas[postgres]'"),
+        ("postgresql://flnas:pw@dbhost/flnas", "psycopg", "write the URL as postgresql+psycopg2://"),
+    ],
+    ids=["mysql+pymysql", "mysql", "mariadb", "postgresql+psycopg2", "postgresql"],
+)
+def test_a_missing_database_driver_is_one_sentence_naming_the_extra(url, driver, says, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, driver, None)  # `import driver` fails as if it were not installed
+    with pytest.raises(StudyError, match=re.escape(says)):
+        open_study("s", url)
+    code, out, err = run(["prompt", "--study", "s", "--storage", url], capsys)
+    assert code == 2 and "Traceback" not in out + err and "pw" not in err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1

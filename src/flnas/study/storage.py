@@ -150,8 +150,23 @@ def check_sqlite(url: str) -> None:
         raise StudyError(_corrupt(path, problems[0]))
 
 
+# The database drivers SQLAlchemy imports for a storage URL, and what to do when one is missing
+DRIVERS = {
+    "psycopg2": "the PostgreSQL driver (psycopg2) is not installed: pip install 'flnas[postgres]'",
+    "psycopg": (  # SQLAlchemy 2.1's default for postgresql://
+        "a postgresql:// URL asks for the psycopg (3) driver, which is not installed: pip install 'flnas[postgres]' "
+        "and write the URL as postgresql+psycopg2://USER:PASSWORD@HOST/DATABASE"
+    ),
+    "pymysql": "the MySQL/MariaDB driver (PyMySQL) is not installed: pip install 'flnas[mysql]'",
+    "MySQLdb": (  # SQLAlchemy's default for mysql:// and mariadb://
+        "a mysql:// URL asks for the mysqlclient driver, which is not installed: pip install 'flnas[mysql]' and "
+        "write the URL as mysql+pymysql://USER:PASSWORD@HOST/DATABASE"
+    ),
+}
+
+
 def storage_problem(exc: BaseException, url: str | None) -> str | None:
-    """One sentence for a storage failure a user can act on (disk full, damaged or locked file), else None.
+    """One sentence for a storage failure a user can act on (disk full, damaged or locked file, no driver), else None.
 
     Looks through the exception's causes: optuna wraps SQLAlchemy, which wraps the driver's error, and
     says only "invalid data ... exceeding max length" for all of them.
@@ -159,6 +174,8 @@ def storage_problem(exc: BaseException, url: str | None) -> str | None:
     where = (sqlite_path(url) or _redact(url)) if url else "(--storage)"
     for cause in _chain(exc):
         text = str(cause).lower()
+        if isinstance(cause, ImportError) and cause.name in DRIVERS:
+            return DRIVERS[cause.name]
         if getattr(cause, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text:
             return (
                 f"the disk holding the study database {where} is full; free some space there (or pass "
