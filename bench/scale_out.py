@@ -10,8 +10,9 @@ the random designer on the embedded synthetic data (tiny images, one epoch), and
   took meanwhile is designed again, counted as ``redesigns``), and how many candidates each worker trained;
 - the load average while it ran (sampled every second), since on a shared machine that decides the figures.
 
-PostgreSQL is started the way the tests start it (tests/postgres_server.py: a throw-away server on a unix
-socket, as ``nobody`` when run as root); without it only the SQLite runs are made, saying why.
+PostgreSQL (and MariaDB for ``mysql`` runs, e.g. ``--runs mysql:2``) is started the way the tests start it
+(tests/db_servers.py: a throw-away server on a unix socket, as ``nobody`` when run as root); without it only
+the SQLite runs are made, saying why.
 
     .venv/bin/python bench/scale_out.py                      # BENCHMARKS.md (iters 8)
     .venv/bin/python bench/scale_out.py --quick              # 2 iterations, 2 workers on SQLite
@@ -44,7 +45,8 @@ QUICK_RUNS = "sqlite:2"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=None,
-                    help=f"storage:workers[:threads each],... (default {DEFAULT_RUNS}; threads: the cores split)")
+                    help=f"storage:workers[:threads each],... (storage: sqlite, postgresql or mysql; default "
+                         f"{DEFAULT_RUNS}; threads: the cores split)")
     ap.add_argument("--iters", type=int, default=None, help="IterMax of each search (default 8; --quick 2)")
     ap.add_argument("--image-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=1)
@@ -153,28 +155,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skipped: str | None = None
     with contextlib.ExitStack() as stack:
         base = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flnas-scale-")))
-        server: str | None = None
-        if any(kind == "postgresql" for kind, *_ in runs):
-            from postgres_server import Unavailable, running_server
+        servers: dict[str, Any] = {}  # kind -> a running db_servers.Server
+        for kind in sorted({kind for kind, *_ in runs if kind != "sqlite"}):
+            from db_servers import Unavailable, running_server
 
             try:
-                server = stack.enter_context(running_server())
+                servers[kind] = stack.enter_context(running_server(kind))
             except Unavailable as exc:
-                skipped = f"PostgreSQL runs skipped: {exc}"
-                print(skipped)
+                skipped = "; ".join(filter(None, [skipped, f"{kind} runs skipped: {exc}"]))
+                print(f"{kind} runs skipped: {exc}")
         if not args.quick:  # untimed: the data cache and the OS file cache are warm for every timed run
             print("warm-up (1 worker, 1 iteration, not reported) ...", flush=True)
             one_run(f"sqlite:///{base / 'warmup.db'}", 1, argparse.Namespace(**{**vars(args), "iters": 1}),
                     base / "warmup", "warmup")
         for index, (kind, workers, threads) in enumerate(runs):
-            if kind == "postgresql" and server is None:
+            if kind != "sqlite" and kind not in servers:
                 continue
             folder = base / f"run{index}-{kind}-{workers}"
             folder.mkdir(parents=True, exist_ok=True)
-            if kind == "postgresql":
-                from postgres_server import new_database
-
-                url = new_database(server)
+            if kind != "sqlite":
+                url = servers[kind].new_database()
             else:
                 url = f"sqlite:///{folder / 'study.db'}"
             print(f"{kind}, {workers} worker(s), {args.iters} iterations ...", flush=True)

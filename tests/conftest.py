@@ -10,8 +10,13 @@ import torch
 
 torch.set_num_threads(1)
 
+from db_servers import (  # noqa: E402,F401  (throw-away PostgreSQL and MariaDB servers)
+    mariadb_server,
+    postgres_server,
+    server_url,
+    study_url,
+)
 from llm_server import llm_server  # noqa: E402,F401  (the fake chat-completions server fixture)
-from postgres_server import postgres_server, postgres_url  # noqa: E402,F401  (a throw-away PostgreSQL)
 
 # $FLNAS_ISIC_SUBSET points elsewhere (e.g. from a git worktree, whose parent has no shared/)
 ISIC_SUBSET = Path(os.environ.get("FLNAS_ISIC_SUBSET")

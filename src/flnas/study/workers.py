@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import TrialState
 
 from flnas.designers.base import Proposal
+from flnas.errors import StudyError
 from flnas.records import Candidate, is_evaluated
 from flnas.study.history import owner
 from flnas.study.recording import record_trial
@@ -105,6 +106,17 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
             _held.depth = 0
 
 
+def postgres_lock_key(name: str) -> int:
+    """The second key of study ``name``'s advisory lock (the first is ``_LOCK_NAMESPACE``; locks are per database)."""
+    return zlib.crc32(name.encode()) - 2**31  # signed 32-bit
+
+
+def mysql_lock_name(database: str, name: str) -> str:
+    """The name of study ``name``'s MySQL lock: named locks are server-wide, so it holds the database too,
+    hashed to fit MySQL's 64-character limit."""
+    return f"flnas:{zlib.crc32(f'{database}/{name}'.encode()):08x}"
+
+
 @contextmanager
 def _acquire(storage: Any, url: str, name: str) -> Iterator[None]:
     import sqlalchemy
@@ -113,7 +125,7 @@ def _acquire(storage: Any, url: str, name: str) -> Iterator[None]:
 
     dialect = url.split(":", 1)[0].split("+", 1)[0]
     if storage is not None and dialect == "postgresql":
-        key = zlib.crc32(name.encode()) - 2**31  # a signed 32-bit second key
+        key = postgres_lock_key(name)
         with storage.engine.connect() as con:
             con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"), {"a": _LOCK_NAMESPACE, "b": key})
             con.commit()
@@ -124,12 +136,13 @@ def _acquire(storage: Any, url: str, name: str) -> Iterator[None]:
                 con.commit()
         return
     if storage is not None and dialect in ("mysql", "mariadb"):
+        lock = mysql_lock_name(str(storage.engine.url.database), name)
         with storage.engine.connect() as con:
-            con.execute(sqlalchemy.text("SELECT GET_LOCK(:n, -1)"), {"n": f"flnas:{name}"[:64]})
+            _mysql_get_lock(con, lock)
             try:
                 yield
-            finally:
-                con.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": f"flnas:{name}"[:64]})
+            finally:  # on the connection that holds it (a named lock belongs to its session)
+                con.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": lock})
         return
     path = sqlite_path(url) if url else None
     if path is not None:
@@ -147,6 +160,28 @@ def _acquire(storage: Any, url: str, name: str) -> Iterator[None]:
             return
     with _process_locks.setdefault(f"{url}#{name}", threading.Lock()):
         yield
+
+
+_MYSQL_LOCK_WAIT = 30  # seconds per GET_LOCK call; a worker waits as many calls as the lock's holder needs
+
+
+def _mysql_get_lock(con: Any, lock: str) -> None:
+    """Wait for the MySQL/MariaDB named lock ``lock`` on connection ``con``.
+
+    ``GET_LOCK`` returns 1 when it has the lock, 0 when the wait timed out, NULL on an error. A negative
+    timeout (wait for ever) is MySQL's, not MariaDB's: MariaDB 10.11 answers NULL at once and takes no lock.
+    So the wait is a finite timeout, asked again until it is granted; the server frees the lock when the
+    connection ends, so a killed worker's lock never blocks the others.
+    """
+    import sqlalchemy
+
+    while True:
+        got = con.execute(sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": lock, "t": _MYSQL_LOCK_WAIT}).scalar()
+        if got == 1:
+            return
+        if got is None:
+            raise StudyError(f"the study's MySQL database refused flnas's claim lock {lock!r} (GET_LOCK gave NULL); "
+                             "check that the server is MySQL 5.7+ or MariaDB 10.0+ and the database user may call it")
 
 
 class Heartbeat:
