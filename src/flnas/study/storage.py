@@ -100,12 +100,37 @@ def _open(name: str, url: str, *, create: bool, liveness: Liveness | None) -> op
     with warnings.catch_warnings():  # heartbeat_interval is marked experimental in optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beats)
+    _widen_mysql_attributes(rdb)
     if create:
         study = optuna.create_study(study_name=name, storage=rdb, directions=DIRECTIONS, load_if_exists=True)
         if study.metric_names is None:  # a study's own names (see set_setup) are kept
             _set_names(study, OBJECTIVE_NAMES)
         return study
     return optuna.load_study(study_name=name, storage=rdb)
+
+
+def _widen_mysql_attributes(rdb: optuna.storages.RDBStorage) -> None:
+    """On MySQL/MariaDB, let Optuna's attribute values hold 16 MB (MEDIUMTEXT) instead of TEXT's 64 KB.
+
+    An LLM candidate's record (the prompt and up to four replies of up to 20,000 characters, JSON-escaped)
+    can pass 64 KB, which MySQL refuses ("Data too long for column 'value_json'") where PostgreSQL and
+    SQLite take it. Done once per database (the columns are checked first, so later opens change nothing);
+    a database user who may not ALTER keeps the 64 KB limit.
+    """
+    import sqlalchemy
+
+    if rdb.engine.dialect.name not in ("mysql", "mariadb"):
+        return
+    find = sqlalchemy.text(
+        "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND COLUMN_NAME = 'value_json' AND DATA_TYPE = 'text'"
+    )
+    with rdb.engine.connect() as con:
+        for table in con.execute(find).scalars().all():
+            try:
+                con.execute(sqlalchemy.text(f"ALTER TABLE `{table}` MODIFY value_json MEDIUMTEXT"))
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError):  # not allowed to ALTER
+                return
 
 
 def _lost_creation_race(exc: BaseException) -> bool:
