@@ -251,6 +251,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("mariadb"):  # as optuna does for mysql://: a connection idle past wait_timeout is replaced
+        return {"pool_pre_ping": True}
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
 
 
