@@ -251,8 +251,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    if url.startswith("mariadb"):  # as optuna does for mysql://: a connection idle past wait_timeout is replaced
-        return {"pool_pre_ping": True}
+    if url.startswith(("mysql", "mariadb")):
+        # READ COMMITTED, PostgreSQL's default, under which the workers are tested on both servers. Under
+        # MySQL's REPEATABLE READ, MariaDB 11.6.2+ (innodb_snapshot_isolation on by default: Debian 13) fails
+        # workers writing to one study with "Record has changed since last read". pool_pre_ping: optuna sets
+        # it for mysql:// only; a connection idle past the server's wait_timeout is then replaced.
+        return {"isolation_level": "READ COMMITTED", "pool_pre_ping": True}
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
 
 
