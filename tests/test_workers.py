@@ -133,7 +133,7 @@ def test_two_workers_on_one_study_train_nothing_twice(study_url, tmp_path):
     assert all(f"RESULT {iters * k}/{iters * k}" in out for out in outputs), outputs
     _study, candidates = _check_study(url, "two", iters, k)
     # two workers that design at the same moment from the same history propose the same spec (the heuristic is
-    # deterministic): the later one designs again under the claim lock instead of recording a duplicate
+    # deterministic): the later one designs again (outside the claim lock) instead of recording a duplicate
     assert [(c.number, c.status, c.reason) for c in candidates if c.status == "invalid"] == []
     keys = [row["key"] for row in _trained(trained)]
     assert len(keys) == iters * k and len(set(keys)) == len(keys)

@@ -4,11 +4,15 @@ Workers design outside the claim lock (a designer call may take minutes), so two
 the same moment design from the same history and a deterministic designer (the heuristic) proposes the
 same spec to both. The spec is assigned to its claim under :func:`flnas.study.workers.claim_lock`, after
 a check against every evaluated and running spec: the first worker gets it, and the later one, instead of
-recording a duplicate, asks its designer again *inside the lock* with the study as it is now (the other
-worker's spec among the pending ones every designer avoids). Nobody can assign a spec while the lock is
-held, so the re-design sees everything it must avoid and the study ends with ``iters x k`` evaluated
-candidates and no invalid duplicate. Holding the lock for a designer call is rare (only on such a
-collision) and bounded (:data:`MAX_REDESIGNS`).
+recording a duplicate, asks its designer again with the study as it was when it gave the lock up (the
+other worker's spec among the pending ones every designer avoids).
+
+The re-design, like every designer call, runs *outside* the lock: an LLM call may take as long as its
+timeout, and every other worker's claims would wait for it. Nothing is lost meanwhile: the slot stays
+claimed (its RUNNING trial keeps its heartbeat, so no other worker designs that iteration), and the new
+spec is checked again under the lock before it is assigned. If yet another worker took it in between, the
+slot is designed again, at most :data:`MAX_REDESIGNS` times in all; so no spec is trained twice and the
+study ends with ``iters x k`` evaluated candidates.
 
 A duplicate that is the designer's own doing (a spec that was already evaluated or pending when it
 designed, or the same spec twice in one answer) is still recorded invalid: designing again would not be
@@ -32,7 +36,7 @@ from flnas.study import workers
 from flnas.study.history import STALE, load_candidates, owner, taken_keys
 from flnas.study.recording import record_trial
 
-MAX_REDESIGNS = 2  # designer calls, under the claim lock, for specs another worker took while this one designed
+MAX_REDESIGNS = 2  # designer calls again (outside the claim lock) for specs another worker took meanwhile
 _DUPLICATE = "already tried"
 
 
@@ -77,15 +81,16 @@ def assign(
 
     ``designed`` holds the positions of claims whose proposal the designer made this pass (not re-runs of
     an interrupted trial); ``known`` the spec keys the designer was given to avoid (evaluated and pending
-    ones when it designed). ``context_for(history, redesign)`` builds the context of a re-design.
+    ones when it designed). ``context_for(history, redesign)`` builds the context of a re-design. Call it
+    without holding the claim lock: it takes the lock only to check and assign, never around a designer call.
     """
     out: dict[int, Assignment] = {}
     known = set(known)
     todo = list(range(len(claims)))
     ours = {trial.number for trial, _ in claims}
     redesigns = 0
-    with workers.claim_lock(study):
-        while True:
+    while True:
+        with workers.claim_lock(study):
             history = own_candidates(study, designer.name)
             taken = taken_keys(history)
             again: list[int] = []
@@ -111,20 +116,22 @@ def assign(
                 f"iteration {iteration}: another worker took the same design meanwhile; {designer.name} designs "
                 f"{len(again)} candidate(s) again"
             )
-            context = context_for(own_candidates(study, designer.name), redesigns)
-            started = time.monotonic()
-            try:
-                new = list(designer.propose(context, len(again)))[: len(again)]
-            except BaseException:
-                workers.withdraw(study, heart, [claims[p][0] for p in again], "the designer call was stopped")
-                raise
-            design_seconds += (time.monotonic() - started) / max(1, len(new))
-            missing = Proposal(spec=None, error=f"designer {designer.name!r} returned no proposal")
-            new += [missing] * (len(again) - len(new))
-            for position, proposal in zip(again, new, strict=True):
-                claims[position] = (claims[position][0], proposal)
-            known |= set(taken)
-            todo = again
+            history = own_candidates(study, designer.name)  # with the specs just assigned, pending
+            context = context_for(history, redesigns)
+            known |= set(taken_keys(history))  # what the re-design is shown: proposing one of these is its own doing
+        # the lock is free while the designer works (the slots stay claimed); the next round checks its answer
+        started = time.monotonic()
+        try:
+            new = list(designer.propose(context, len(again)))[: len(again)]
+        except BaseException:
+            workers.withdraw(study, heart, [claims[p][0] for p in again], "the designer call was stopped")
+            raise
+        design_seconds += (time.monotonic() - started) / max(1, len(new))
+        missing = Proposal(spec=None, error=f"designer {designer.name!r} returned no proposal")
+        new += [missing] * (len(again) - len(new))
+        for position, proposal in zip(again, new, strict=True):
+            claims[position] = (claims[position][0], proposal)
+        todo = again
 
 
 def _give(
