@@ -16,12 +16,17 @@ anatomical site works the same way.
 
 Group names must be unique across attributes (the metrics key groups by name) and every attribute needs at
 least two groups (a fairness gap needs two groups to compare); :func:`check_attributes` says which is not.
+
+Groups **discovered** from a column (no groups given) are put in order by :func:`group_order`, the one
+ordering every reader uses (dataset cards, `flnas metrics --sensitive`, the metric functions): numbers by
+value (``1, 2, 10``), anything else naturally (``Type 2`` before ``Type 10``), never as plain text.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -42,6 +47,34 @@ def is_missing(value: Any) -> bool:
     if isinstance(value, (float, np.floating)):
         return math.isnan(value)
     return isinstance(value, str) and not value.strip()
+
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(text: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key that compares runs of digits as numbers (``Type 2`` < ``Type 10``), the rest as text.
+
+    The parts alternate text, number, text, ... so two keys always compare like with like; the text itself
+    breaks ties (``"01"`` and ``"1"``), so the order is total and the same on every machine.
+    """
+    parts = _DIGITS.split(text)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), text
+
+
+def group_order(values: Iterable[Any]) -> tuple[str, ...]:
+    """The distinct group names found in a column, in the order people read them (tables, plots, prompt).
+
+    Names are the values as written (``"1"`` stays ``"1"``, ``"2.5"`` stays ``"2.5"``). When every name is
+    a number the groups go by value (``1, 2, 10``; ``-1`` before ``0.5``); otherwise naturally, digit runs
+    as numbers (:func:`natural_key`). Groups a dataset names itself (a card's ``groups:``, bins) keep their
+    own order and never come here.
+    """
+    names = {str(v) for v in values}
+    if names and all(_NUMBER.fullmatch(n.strip()) for n in names):
+        return tuple(sorted(names, key=lambda n: (float(n), natural_key(n))))
+    return tuple(sorted(names, key=natural_key))
 
 
 def check_attributes(attributes: Mapping[str, Sequence[str]]) -> Attributes:
@@ -170,9 +203,10 @@ def bin_value(value: float, edges: Sequence[float], labels: Sequence[str]) -> st
 class SensitiveColumn:
     """How one column of a table (a predictions CSV, a manifest) becomes one attribute's groups.
 
-    Categorical by default: each distinct non-empty value (stripped) is a group, sorted. With ``edges`` the
-    column is numeric and binned (:func:`bin_value`; groups ``labels`` or :func:`bin_labels`). With
-    ``convert`` a dataset's own rule maps a value to one of ``groups`` (ISIC: ``M`` is ``male``).
+    Categorical by default: each distinct non-empty value (stripped) is a group, in :func:`group_order`.
+    With ``edges`` the column is numeric and binned (:func:`bin_value`; groups ``labels`` or
+    :func:`bin_labels`). With ``convert`` a dataset's own rule maps a value to one of ``groups`` (ISIC:
+    ``M`` is ``male``).
     """
 
     column: str

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from flnas.data.attributes import JOIN, bin_value, check_attributes, intersection
+from flnas.data.attributes import JOIN, bin_value, check_attributes, group_order, intersection
 from flnas.data.card import SPLIT_VALUES, Attribute, Card, resolve_card
 from flnas.errors import DataError
 
@@ -214,7 +214,7 @@ class _Attributes:
         where = self.source.file.name if self.source.file else "ISIC 2019 card"
         for attribute, spec in self.card.sensitive.items():
             names = spec.group_names()
-            groups = tuple(names) if names is not None else tuple(sorted(self.found[attribute]))
+            groups = tuple(names) if names is not None else group_order(self.found[attribute])
             if len(groups) < 2:
                 shown = ", ".join(groups) or "none"
                 raise DataError(f"{where}: sensitive.{attribute}: column {spec.column} has {len(groups)} group(s) "

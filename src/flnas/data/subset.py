@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from flnas.data.attributes import natural_key
 from flnas.data.groups import ATTRIBUTES
 from flnas.errors import DataError
 
@@ -61,7 +62,7 @@ def group_counts(records: Sequence[Any], attributes: dict[str, Sequence[str]] | 
 def cell_counts(records: Sequence[Any], balance_on: Sequence[str] = ("sex", "age")) -> dict[str, int]:
     """Records per cell of the balanced attributes (``male|young``), unknowns written as ``unknown``."""
     counts = Counter("|".join(r.groups.get(a) or "unknown" for a in balance_on) for r in records)
-    return dict(sorted(counts.items()))
+    return {cell: counts[cell] for cell in sorted(counts, key=natural_key)}  # "2|old" before "10|old"
 
 
 def _balance(counts: dict[str, int], available: dict[str, int], total: int,

@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from flnas.data.attributes import Attributes, all_groups, check_attributes, group_pairs, is_missing
+from flnas.data.attributes import (
+    Attributes,
+    all_groups,
+    check_attributes,
+    group_order,
+    group_pairs,
+    is_missing,
+)
 from flnas.data.groups import DEFAULT_ATTRIBUTES, KEYWORD_ATTRIBUTES
 
 PAIR_METRICS = ("eodd", "eopp1", "eopp2")
@@ -56,8 +63,9 @@ def resolve_groups(
     (``sex=...``; ``age_group=`` is the age attribute, as before groups were data). ``attributes`` gives
     each attribute's groups in report order; without it, data whose attributes are all ISIC 2019's reads
     as ISIC's sex and age (:data:`flnas.data.groups.DEFAULT_ATTRIBUTES`), and any other attribute's groups
-    are its values, sorted. An attribute with no values given has every record in no group. A value that
-    is not a group of its attribute raises ValueError naming the attribute and the record.
+    are its values in :func:`~flnas.data.attributes.group_order` (numbers by value). An attribute with no
+    values given has every record in no group. A value that is not a group of its attribute raises
+    ValueError naming the attribute and the record.
     """
     given: dict[str, Any] = dict(groups or {})
     for key, values in (keywords or {}).items():
@@ -67,8 +75,8 @@ def resolve_groups(
         inferred = {a: tuple(DEFAULT_ATTRIBUTES.get(a, ())) for a in given}
         for a, values in given.items():
             if not inferred[a]:
-                inferred[a] = tuple(sorted({str(v) for v in np.asarray(values, dtype=object).reshape(-1)
-                                            if not is_missing(v)}))
+                column = np.asarray(values, dtype=object).reshape(-1)
+                inferred[a] = group_order(v for v in column if not is_missing(v))
         attributes = inferred if set(given) - set(DEFAULT_ATTRIBUTES) else DEFAULT_ATTRIBUTES
     attrs = check_attributes(attributes)
     unknown = [a for a in given if a not in attrs]

@@ -26,6 +26,7 @@ from flnas.data.attributes import (
     bin_labels,
     check_attributes,
     check_edges,
+    group_order,
     is_missing,
 )
 from flnas.data.groups import DEFAULT_ATTRIBUTES, PREDICTION_COLUMNS
@@ -253,7 +254,7 @@ def _column_groups(
         except (TypeError, ValueError):
             problem = spec.problem.format(shown=_shown(str(value)))
             raise FlnasError(f"{source} line {i + 2}: column {spec.column} has {problem}") from None
-    groups = spec.fixed_groups() or tuple(sorted({v for v in values if v is not None}))
+    groups = spec.fixed_groups() or group_order(v for v in values if v is not None)
     if len(groups) < 2:
         seen = f"only the value {groups[0]!r}" if groups else "no value"
         raise FlnasError(

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from flnas.data.attributes import all_groups
+from flnas.data.attributes import all_groups, group_order
 from flnas.records import Candidate, get_best, pareto_front
 from flnas.report.table import FAHANA_DESIGNER, ReportTable, Row, metric_value
 from flnas.study.setup import attributes_from_setup
@@ -171,7 +171,7 @@ def group_accuracy_png(table: ReportTable) -> bytes:
         name for row in rows for name in ((row.candidate.metrics or {}).get(table.split) or {}).get("groups") or {}
     }
     groups = [g for g in all_groups(attributes_from_setup(table.setup)) if g in present]  # the study's order
-    groups += sorted(present - set(groups))
+    groups += group_order(present - set(groups))
     if not rows or not groups:
         _empty(ax, "no per-group accuracy to show")
         return _png(fig)

@@ -118,13 +118,33 @@ def data_from_setup(setup: dict[str, Any], *, progress: bool = False) -> Prepare
             f"{root}: classes {data.classes} differ from the study's {setup['classes']}; "
             "the dataset changed since the study was created"
         )
-    if data.attributes and data.attributes != attributes_from_setup(setup):
-        groups = "; ".join(f"{a}: {', '.join(g)}" for a, g in attributes_from_setup(setup).items())
-        raise StudyError(
-            f"{root}: its sensitive attributes differ from the study's ({groups}); "
-            "the dataset or its card changed since the study was created"
-        )
+    check_same_attributes(root, data.attributes, attributes_from_setup(setup))
     return data
+
+
+def check_same_attributes(root: Any, found: dict[str, tuple[str, ...]], stored: dict[str, tuple[str, ...]]) -> None:
+    """StudyError unless the data's attributes and groups are the study's, in the same order.
+
+    Groups found in a column were once ordered as text ("10" before "9"); they now go by number
+    (:func:`flnas.data.attributes.group_order`). A study made before keeps its order: its error says how
+    to give the card that order, which also picks the same balanced subset as before.
+    """
+    if not found or found == stored:
+        return
+    moved = [a for a in stored if "/" not in a and a in found and found[a] != stored[a]]
+    same_sets = set(found) == set(stored) and all(sorted(found[a]) == sorted(stored[a]) for a in stored)
+    if same_sets and moved:
+        attribute, groups = moved[0], ", ".join(stored[moved[0]])
+        raise StudyError(
+            f"{root}: the groups of {attribute} found in its column are now in number order "
+            f"({', '.join(found[attribute])}) and this study has them in text order; to read it as before, set "
+            f"`groups: [{groups}]` (quoted if they are numbers) under sensitive.{attribute} in the card"
+        )
+    groups = "; ".join(f"{a}: {', '.join(g)}" for a, g in stored.items())
+    raise StudyError(
+        f"{root}: its sensitive attributes differ from the study's ({groups}); "
+        "the dataset or its card changed since the study was created"
+    )
 
 
 def evaluator_config_from_setup(setup: dict[str, Any], **overrides: Any) -> EvaluatorConfig:
