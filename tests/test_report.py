@@ -342,3 +342,5 @@ def test_the_best_so_far_plot_names_and_plots_the_accuracy_of_record(study, accu
     assert ax_acc.get_ylabel() == label and ax_unf.get_ylabel() == "Val unfairness of best"
     heuristic = next(line for line in ax_acc.get_lines() if line.get_label() == "heuristic")
     assert heuristic.get_ydata()[0] == pytest.approx(first)  # iteration 1's val accuracy of that kind (balanced: -0.05)
+    fig.canvas.draw()
+    assert all(float(tick).is_integer() for tick in ax_unf.get_xticks())  # iterations: no 1.25 ticks

@@ -136,6 +136,8 @@ def best_so_far_png(table: ReportTable) -> bytes:
 
 def best_so_far_figure(table: ReportTable) -> Any:
     """The best so far per designer: its validation accuracy of record (labelled as such) and unfairness."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(7.0, 5.5)
     ax_acc, ax_unf = fig.subplots(2, 1, sharex=True)
     series = best_so_far_series(table)
@@ -150,6 +152,7 @@ def best_so_far_figure(table: ReportTable) -> Any:
     ax_acc.set_ylabel(f"Val {acc_label[0].lower()}{acc_label[1:]} of best")
     ax_unf.set_ylabel("Val unfairness of best")
     ax_unf.set_xlabel("Iteration (per designer)")
+    ax_unf.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole numbers: no 1.25 ticks
     ax_acc.set_title("Best so far (study's selection rule)")
     ax_acc.legend(fontsize=8)
     return fig
