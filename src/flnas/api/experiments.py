@@ -46,9 +46,7 @@ def open_for_report(
         study, storage, train=train, defaults={"image_size": defaults.IMAGE_SIZE}, progress=progress, **flags
     )
     setup = assembly.setup
-    stored = setup.get("train") or {}
-    weighted = "class-weighted" if stored.get("class_weighted_loss") else "unweighted"
-    what = f"{assembly.accuracy} accuracy, {weighted} loss, {describe_training(stored)}"
+    what = f"{assembly.accuracy} accuracy, {describe_training(setup.get('train') or {})}"
     if assembly.resumed:
         log(f"study {study!r}: using its setup ({setup.get('dataset')}, image size {setup.get('image_size')}, {what})")
     else:

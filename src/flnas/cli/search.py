@@ -222,11 +222,10 @@ def _describe(setup: dict[str, Any]) -> str:
     data = setup.get("data") or "embedded synthetic set"
     from flnas.study.setup import accuracy_from_setup, describe_training
 
-    weighted = "class-weighted" if train.get("class_weighted_loss") else "unweighted"
     return (
         f"data {data}, subset {setup.get('subset')}, image size {setup.get('image_size')}, seed "
         f"{setup.get('seed')}, epochs {train.get('epochs')}, patience {train.get('patience')}, "
-        f"env {setup.get('env')}, {accuracy_from_setup(setup)} accuracy, {weighted} loss, {describe_training(train)}"
+        f"env {setup.get('env')}, {accuracy_from_setup(setup)} accuracy, {describe_training(train)}"
     )
 
 

@@ -188,9 +188,11 @@ def task_from_setup(setup: dict[str, Any]) -> TaskInfo:
 
 
 def describe_training(train: dict[str, Any]) -> str:
-    """How a study's models are trained, for messages: its precision and memory format (``bf16 + channels_last``)."""
+    """How a study's models are trained, for messages: the loss, precision and memory format
+    (``class-weighted loss, bf16 + channels_last``)."""
     stored = {**TRAIN_BEFORE, **train}
-    return f"{stored['precision']}{' + channels_last' if stored['channels_last'] else ''}"
+    weighted = "class-weighted" if stored["class_weighted_loss"] else "unweighted"
+    return f"{weighted} loss, {stored['precision']}{' + channels_last' if stored['channels_last'] else ''}"
 
 
 def setup_conflicts(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
