@@ -293,20 +293,26 @@ def test_flnas_metrics_sensitive_errors_are_one_sentence(tmp_path, capsys, args,
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_card_dataset_predictions_audit_equals_the_evaluator(tmp_path, capsys):
-    """`flnas data synth --card`: skin_tone, binned age and sex/skin_tone flow to metrics and back from the CSV."""
+def _evaluate_on_synthetic_card(tmp_path, seed):
+    """A tiny CNN trained for 1 epoch on `flnas data synth --card` data; predictions under tmp_path/out."""
     from flnas.data import prepare_data, write_synthetic
 
     write_synthetic(tmp_path / "card", n=120, image_size=16, card=True)
     data = prepare_data(tmp_path / "card", image_size=16, cache_dir=tmp_path / "c", progress=False)
-    assert "skin_tone" in data.attributes and "sex/skin_tone" in data.attributes
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                            nn.Linear(4, data.num_classes))
     evaluator = Evaluator(data, EvaluatorConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False))
     evaluator.resamples = 50
     result = evaluator.evaluate(module, out_dir=tmp_path / "out")
     assert result.ok, result.reason
+    return data, result
+
+
+def test_card_dataset_predictions_audit_equals_the_evaluator(tmp_path, capsys):
+    """`flnas data synth --card`: skin_tone, binned age and sex/skin_tone flow to metrics and back from the CSV."""
+    data, result = _evaluate_on_synthetic_card(tmp_path, seed=0)
+    assert "skin_tone" in data.attributes and "sex/skin_tone" in data.attributes
     test = result.metrics["test"]
     assert {"light", "dark", "female/dark"} & set(test["groups"]) and "light|dark" in test["pairs"]
     code, out, _ = _metrics_cli(["-p", str(tmp_path / "out" / "predictions.csv"), "--json",
@@ -322,17 +328,7 @@ def test_card_dataset_predictions_audit_equals_the_evaluator(tmp_path, capsys):
 
 def test_card_dataset_predictions_audit_without_flags(tmp_path, capsys):
     """metrics.json records each attribute's column (and bins): a plain `flnas metrics -p` equals the evaluator."""
-    from flnas.data import prepare_data, write_synthetic
-
-    write_synthetic(tmp_path / "card", n=120, image_size=16, card=True)
-    data = prepare_data(tmp_path / "card", image_size=16, cache_dir=tmp_path / "c", progress=False)
-    torch.manual_seed(1)
-    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                           nn.Linear(4, data.num_classes))
-    evaluator = Evaluator(data, EvaluatorConfig(epochs=1, patience=1, batch_size=16, measure_hardware=False))
-    evaluator.resamples = 50
-    result = evaluator.evaluate(module, out_dir=tmp_path / "out")
-    assert result.ok, result.reason
+    data, result = _evaluate_on_synthetic_card(tmp_path, seed=1)
     recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())["dataset"]["sensitive"]
     assert recorded == {"sex": {"column": "gender"}, "age": {"column": "age_years", "bins": [30, 65]},
                         "skin_tone": {"column": "skin_tone"}}
